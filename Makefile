@@ -1,0 +1,58 @@
+# Thin wrapper over CMake: the two README commands and the developer targets.
+# `make run` and `make test` install the Debian packages first, so a fresh machine needs nothing else.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc)
+CONFIG     ?= examples/quickstart/sluice.yaml
+FUZZ_SECONDS ?= 300
+
+.PHONY: all deps build run test unit sanitize fuzz fuzz-smoke bench docs format clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@$(BUILD)/sluice serve --config $(CONFIG) --target all
+
+# Whole suite: release build, then the sanitizer build, then each fuzzer briefly.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory sanitize
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+sanitize: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -j $(JOBS) -E '^fuzz\.'
+
+$(FUZZ_BUILD)/build.ninja: CMakeLists.txt
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSL_FUZZ=ON >/dev/null
+
+fuzz-smoke: deps $(FUZZ_BUILD)/build.ninja
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j $(JOBS) -R '^fuzz\.'
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	@cmake -S . -B $(FUZZ_BUILD) -DSL_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j 1 -R '^fuzz\.'
+
+bench: build
+	@bench/run
+
+docs: build
+	@$(BUILD)/sluice config docs > docs/configuration.md
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

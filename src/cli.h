@@ -1,0 +1,27 @@
+/* The CLI's command table: each subcommand is a name, a one-line summary, its --help text and
+ * a run function taking argv with argv[0] = the command name. */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit statuses shared by every command. */
+enum { SL_EXIT_OK = 0, SL_EXIT_FAIL = 1, SL_EXIT_USAGE = 2 };
+
+typedef struct sl_cli_command {
+    const char *name;
+    const char *summary;
+    const char *help;
+    int (*run)(int argc, char **argv);
+} sl_cli_command_t;
+
+extern const sl_cli_command_t sl_cmd_serve, sl_cmd_config, sl_cmd_health, sl_cmd_version,
+    sl_cmd_help;
+
+const sl_cli_command_t *sl_cli_find(const char *name);
+void sl_cli_print_usage(FILE *out);
+/* True when argv (argv[0] = command) contains --help or -h. */
+bool sl_cli_wants_help(int argc, char **argv);
+
+#endif
