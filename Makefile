@@ -19,7 +19,14 @@ build: deps
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	@$(BUILD)/sluice serve --config $(CONFIG) --target all
+	@echo "Starting Sluice (all components, $(CONFIG)); logs are JSON lines on stderr."
+	@echo "In another terminal try:"
+	@echo "  curl -s http://127.0.0.1:8080/healthz           # gateway health"
+	@echo "  curl -s http://127.0.0.1:8000/metrics | head    # Prometheus metrics (inference)"
+	@echo "  curl -s -X POST -d '{\"hello\":1}' http://127.0.0.1:8080/v1/echo"
+	@echo "  $(BUILD)/sluice health http://127.0.0.1:8080      # exit 0 when ready"
+	@echo "Stop with Ctrl-C (graceful drain)."
+	@exec $(BUILD)/sluice serve --config $(CONFIG) --target all
 
 # Whole suite: release build, then the sanitizer build, then each fuzzer briefly.
 test: build

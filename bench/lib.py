@@ -153,7 +153,7 @@ def need(*tools):
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
         die(f"missing tool(s): {', '.join(missing)} (Debian: apt-get install wrk nghttp2-client "
-            f"nginx-light libnginx-mod-http-echo util-linux)", 2)
+            f"nginx libnginx-mod-http-echo util-linux)", 2)
 
 
 def sluice_bin():
@@ -287,8 +287,12 @@ def sluice_config(d, io_threads=None, components=("gateway", "inference")):
 
 def start_sluice(d, io_threads, target, components, cpus=None):
     """Starts `sluice serve` on free loopback ports and waits until /livez answers on each HTTP
-    port. Returns (Popen, ports)."""
-    cfg, ports = sluice_config(d, io_threads, components)
+    port. Returns (Popen, ports). The config gets a directory of its own (d/sluice-config):
+    Sluice watches that directory for reloads, and client logs written beside it would wake
+    the server during a measurement."""
+    cdir = os.path.join(d, "sluice-config")
+    os.makedirs(cdir, exist_ok=True)
+    cfg, ports = sluice_config(cdir, io_threads, components)
     p = spawn([sluice_bin(), "serve", "--config", cfg, "--target", target], "sluice", cpus,
               os.path.join(d, "sluice.log"))
     for (comp, kind), port in ports.items():
@@ -378,13 +382,14 @@ def percentile(sorted_vals, pct):
     return sorted_vals[k]
 
 
-def run_h2load(url, conns, streams, duration, warmup, data=None, headers=(), h1=False,
-               cpus=None, threads=1, log_dir=None):
-    """One timed h2load run; latency percentiles come from its per-request --log-file (h2load
-    itself prints only min/max/mean). Returns {rps, p50, p99, mean, requests, errors}."""
+def run_h2load(url, conns, streams, duration, data=None, headers=(), h1=False, cpus=None,
+               threads=1, log_dir=None):
+    """One timed h2load run (no warm-up phase, so that every request the server handled is
+    counted); latency percentiles come from its per-request --log-file (h2load itself prints
+    only min/max/mean). Returns {rps, p50, p99, mean, requests, errors}."""
     log_file = os.path.join(log_dir or tmpdir("h2load"), "h2load.log")
     argv = ["h2load", "-t", str(threads), "-c", str(conns), "-m", str(streams),
-            "-D", str(duration), "--warm-up-time", str(warmup), "--log-file", log_file]
+            "-D", str(duration), "--log-file", log_file]
     if h1:
         argv.append("--h1")
     if data:
@@ -392,7 +397,7 @@ def run_h2load(url, conns, streams, duration, warmup, data=None, headers=(), h1=
     for h in headers:
         argv += ["-H", h]
     argv.append(url)
-    out = run_cmd(argv, duration + warmup + 30, cpus)
+    out = run_cmd(argv, duration + 30, cpus)
     r = {}
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     if not m:
@@ -539,7 +544,7 @@ def fmt_mb(kb):
 def md_table(headers, rows):
     """A GitHub Markdown table; numeric-looking columns are right-aligned."""
     def is_num(s):
-        return bool(re.match(r"^[\d.,]+( ?(ms|MB|x))?( \(.*\))?$", s))
+        return bool(re.match(r"^[\d.,]+( ?(ms|us|MB|x|%))?( \(.*\))?$", s))
     align = ["---:" if rows and all(is_num(str(r[i])) for r in rows) else "---"
              for i in range(len(headers))]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]

@@ -564,9 +564,17 @@ void sl_config_option_format(const sl_config_option_t *o, const sl_config_t *cfg
     case SL_CONFIG_BOOL:
         sl_buf_puts(out, *(bool *)field(o, cfg) ? "true" : "false");
         break;
-    case SL_CONFIG_DOUBLE:
-        sl_buf_printf(out, "%g", *(double *)field(o, cfg));
+    case SL_CONFIG_DOUBLE: {
+        /* The shortest form that reads back the same: 0.01, not 0.010000000000000000208. */
+        double v = *(double *)field(o, cfg);
+        char tmp[40];
+        for (int prec = 6; prec <= 17; prec++) {
+            snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+            if (strtod(tmp, NULL) == v) break;
+        }
+        sl_buf_puts(out, tmp);
         break;
+    }
     case SL_CONFIG_STRING: {
         const char *s = *string_field(o, cfg);
         sl_buf_puts(out, s ? s : "");

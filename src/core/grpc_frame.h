@@ -21,7 +21,7 @@
 #define SL_GRPC_TIMEOUT_MAX_LEN 10
 /* Request headers (metadata) limits, also advertised as SETTINGS_MAX_HEADER_LIST_SIZE. */
 #define SL_GRPC_MAX_HEADER_BYTES (16 * 1024)
-#define SL_GRPC_MAX_HEADERS 100
+#define SL_GRPC_MAX_HEADERS      100
 /* Longest accepted :path. */
 #define SL_GRPC_MAX_PATH 1024
 

@@ -27,6 +27,7 @@ struct sl_http_client {
     sl_http_client_opts_t opts;
     pool_t *pools;
     conn_t *conns; /* every open connection, busy or idle */
+    creq_t *reqs;  /* every request whose callback has not run yet */
     unsigned live; /* connections and requests whose handles have not closed yet */
     bool closing;
     char *rbuf; /* shared read buffer: reads are consumed within their callback */
@@ -54,11 +55,12 @@ struct creq {
     sl_buf_t head; /* serialized request line and headers */
     uint8_t *body;
     size_t body_len;
-    bool idempotent, is_head, close_after, retried, force_fresh, done, timer_closed;
+    bool idempotent, is_head, close_after, retried, force_fresh, done, timer_closed, queued;
     int pending_err;   /* non-zero: fail with this when the timer fires */
     unsigned n_writes; /* writes in flight that point at head/body */
     conn_t *conn;
     creq_t *wait_next;
+    creq_t *all_prev, *all_next; /* the client's list of unfinished requests */
     /* Response under construction. */
     int status;
     bool in_value, interim, complete, keep_alive;
@@ -83,6 +85,7 @@ struct conn {
     uv_write_t write_req;
     creq_t *writing; /* the request whose buffers write_req points at */
     gai_req_t *gai;
+    struct addrinfo *ai_head, *ai; /* resolved addresses (owned) and the one being tried */
     llhttp_t parser;
     creq_t *req;
     conn_t *prev, *next;           /* client's list of open connections */
@@ -140,6 +143,8 @@ static void req_reset_response(creq_t *r) {
 }
 
 static void wait_remove(pool_t *p, creq_t *r) {
+    if (!r->queued) return;
+    r->queued = false;
     creq_t **pp = &p->wait_head, *prev = NULL;
     while (*pp && *pp != r) {
         prev = *pp;
@@ -157,6 +162,11 @@ static void req_complete(creq_t *r, int status, const sl_http_response_t *resp) 
     SL_ASSERT(!r->done && r->conn == NULL);
     r->done = true;
     wait_remove(r->pool, r);
+    if (r->all_prev)
+        r->all_prev->all_next = r->all_next;
+    else
+        r->c->reqs = r->all_next;
+    if (r->all_next) r->all_next->all_prev = r->all_prev;
     uv_timer_stop(&r->timer);
     r->cb(status, resp, r->arg);
     uv_close((uv_handle_t *)&r->timer, req_timer_closed);
@@ -284,6 +294,7 @@ static void conn_handle_closed(uv_handle_t *h) {
     conn_t *conn = h->data;
     if (--conn->open_handles > 0) return;
     sl_http_client_t *c = conn->c;
+    if (conn->ai_head) uv_freeaddrinfo(conn->ai_head);
     free(conn);
     c->live--;
     maybe_free_client(c);
@@ -479,13 +490,31 @@ static int conn_send(conn_t *conn, creq_t *r) {
     return 0;
 }
 
+static conn_t *conn_new(pool_t *p, creq_t *r);
+static int conn_connect(conn_t *conn, const struct sockaddr *addr);
+
 static void connect_cb(uv_connect_t *cr, int status) {
     conn_t *conn = cr->data;
     if (conn->closing) return;
     if (status < 0) {
-        conn_fail(conn, status == UV_ECONNREFUSED ? SL_ECONNREFUSED
-                        : status == UV_ETIMEDOUT  ? SL_ETIMEOUT
-                                                  : SL_EIO);
+        int err = status == UV_ECONNREFUSED ? SL_ECONNREFUSED
+                  : status == UV_ETIMEDOUT  ? SL_ETIMEOUT
+                                            : SL_EIO;
+        if (!conn->ai || !conn->ai->ai_next) {
+            conn_fail(conn, err);
+            return;
+        }
+        /* A name with several addresses ("localhost": ::1 then 127.0.0.1): try the next one on
+         * a new socket, in the same pool slot. */
+        creq_t *r = conn_detach(conn);
+        struct addrinfo *head = conn->ai_head, *next = conn->ai->ai_next;
+        conn->ai_head = NULL;
+        conn_close(conn, false);
+        conn_t *n2 = conn_new(r->pool, r);
+        n2->ai_head = head;
+        n2->ai = next;
+        int rc = conn_connect(n2, next->ai_addr);
+        if (rc < 0) conn_fail(n2, rc); /* not under request(): completing now is fine */
         return;
     }
     uv_timer_stop(&conn->timer);
@@ -517,8 +546,13 @@ static void gai_cb(uv_getaddrinfo_t *g, int status, struct addrinfo *res) {
         return;
     }
     conn->gai = NULL;
-    int rc = (status < 0 || !res) ? SL_ERESOLVE : conn_connect(conn, res->ai_addr);
-    if (res) uv_freeaddrinfo(res);
+    if (status < 0 || !res) {
+        if (res) uv_freeaddrinfo(res);
+        conn_fail(conn, SL_ERESOLVE);
+        return;
+    }
+    conn->ai_head = conn->ai = res;
+    int rc = conn_connect(conn, res->ai_addr);
     if (rc < 0) conn_fail(conn, rc);
 }
 
@@ -526,8 +560,8 @@ static void connect_timer_cb(uv_timer_t *t) {
     conn_fail(t->data, SL_ETIMEOUT);
 }
 
-/* Opens a new connection for r. Returns 0 or a negative status (nothing left open). */
-static int conn_open(pool_t *p, creq_t *r) {
+/* A new connection in pool p, carrying r, with its connect timer running. */
+static conn_t *conn_new(pool_t *p, creq_t *r) {
     sl_http_client_t *c = r->c;
     conn_t *conn = sl_calloc(1, sizeof *conn);
     conn->c = c;
@@ -544,12 +578,17 @@ static int conn_open(pool_t *p, creq_t *r) {
     conn->req = r;
     r->conn = conn;
     uv_timer_start(&conn->timer, connect_timer_cb, c->opts.connect_timeout_ms, 0);
+    return conn;
+}
 
+/* Opens a new connection for r. Returns 0 or a negative status (nothing left open). */
+static int conn_open(pool_t *p, creq_t *r) {
+    conn_t *conn = conn_new(p, r);
     struct sockaddr_storage ss;
     int rc;
     if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&ss) == 0 ||
         uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&ss) == 0) {
-        rc = conn_connect(conn, (struct sockaddr *)&ss);
+        rc = conn_connect(conn, (struct sockaddr *)&ss); /* numeric: no resolver round trip */
     } else {
         gai_req_t *gr = sl_calloc(1, sizeof *gr);
         gr->conn = conn;
@@ -557,7 +596,7 @@ static int conn_open(pool_t *p, creq_t *r) {
         char port[8];
         snprintf(port, sizeof port, "%u", p->port);
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-        rc = uv_getaddrinfo(c->loop, &gr->r, gai_cb, p->host, port, &hints);
+        rc = uv_getaddrinfo(r->c->loop, &gr->r, gai_cb, p->host, port, &hints);
         if (rc < 0) {
             conn->gai = NULL;
             free(gr);
@@ -656,16 +695,14 @@ void sl_http_client_free(sl_http_client_t *c) {
     if (!c || c->closing) return;
     c->closing = true;
     c->live++; /* keep c alive while callbacks run */
-    for (pool_t *p = c->pools; p; p = p->next) {
-        while (p->wait_head)
-            req_complete(p->wait_head, SL_ECANCELED, NULL);
-    }
     conn_t *conn;
     while ((conn = c->conns)) {
-        creq_t *r = conn_detach(conn);
+        conn_detach(conn);
         conn_close(conn, false);
-        if (r) req_complete(r, SL_ECANCELED, NULL);
     }
+    /* Queued, in flight, or about to fail: every callback runs now, none after this returns. */
+    while (c->reqs)
+        req_complete(c->reqs, SL_ECANCELED, NULL);
     c->live--;
     maybe_free_client(c);
 }
@@ -761,6 +798,9 @@ int sl_http_client_request(sl_http_client_t *c, const sl_http_client_req_t *req,
     uv_timer_init(c->loop, &r->timer);
     r->timer.data = r;
     c->live++;
+    r->all_next = c->reqs;
+    if (c->reqs) c->reqs->all_prev = r;
+    c->reqs = r;
     uv_timer_start(&r->timer, req_timer_cb,
                    req->timeout_ms ? req->timeout_ms : c->opts.request_timeout_ms, 0);
     pool_dispatch(r->pool, r);

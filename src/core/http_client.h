@@ -47,12 +47,20 @@ typedef void (*sl_http_client_cb)(int status, const sl_http_response_t *resp, vo
 
 /* opts may be NULL (defaults). Free with sl_http_client_free on the loop's thread. */
 sl_http_client_t *sl_http_client_new(uv_loop_t *loop, const sl_http_client_opts_t *opts);
-/* Fails pending requests with SL_ECANCELED, closes connections; memory is released once the
- * handles have closed (run the loop). */
+/* Fails every unfinished request with SL_ECANCELED (their callbacks run before this returns,
+ * none after), closes connections; memory is released once the handles have closed (run the
+ * loop). May be called from a request callback. */
 void sl_http_client_free(sl_http_client_t *c);
 
 /* Starts a request; everything in req is copied. cb is called exactly once, never before this
- * returns. Returns 0, or SL_EINVAL for a malformed request (cb not called). */
+ * returns. Returns 0, or SL_EINVAL for a malformed request (cb not called).
+ * Framing is the client's: it writes Host (unless given), Content-Length, and rejects a caller's
+ * Content-Length or Transfer-Encoding, CR/LF in values and non-token names with SL_EINVAL. After
+ * sl_http_client_free (e.g. from a callback) it returns SL_ECANCELED, cb not called.
+ * A pooled connection that dies before any response byte is retried once on a fresh connection
+ * for GET/HEAD/PUT/DELETE/OPTIONS; other methods fail with SL_ECLOSED. A connection closed
+ * mid-response also gives SL_ECLOSED; a response that is not HTTP/1.x gives SL_EPROTO; one whose
+ * body exceeds max_response_bytes (or whose headers exceed 64 KiB / 128 lines) SL_ELIMIT. */
 int sl_http_client_request(sl_http_client_t *c, const sl_http_client_req_t *req,
                            sl_http_client_cb cb, void *arg);
 
@@ -60,8 +68,10 @@ int sl_http_client_request(sl_http_client_t *c, const sl_http_client_req_t *req,
  * malloc'd. Returns 0 or SL_EINVAL (https and other schemes are not supported). */
 int sl_http_url_parse(const char *url, char **host, uint16_t *port, char **path);
 
-/* Blocking convenience on a private loop: GET or POST url, store the status code and body.
- * Returns 0 or a negative status. For CLIs (`sluice health`), never on an I/O thread. */
+/* Blocking convenience on a private loop: GET or POST url, store the status code and body
+ * (appended to body_out, which may be NULL). A body is sent as application/json. timeout_ms 0
+ * means the client defaults. Returns 0 or a negative status. For CLIs (`sluice health`), never on
+ * an I/O thread. */
 int sl_http_fetch(const char *method, const char *url, const void *body, size_t body_len,
                   uint32_t timeout_ms, int *status_code, sl_buf_t *body_out);
 

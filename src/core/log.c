@@ -6,6 +6,7 @@
 #include "core/common.h"
 
 #include <math.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -123,7 +124,7 @@ static void put_str(sl_buf_t *b, const char *s) {
 }
 
 void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
-                   const sl_log_field_t *fields) {
+                   const sl_log_field_t *fields, size_t n_fields) {
     if (level < sl_log_level_get()) return;
     uint32_t suppressed;
     if (!limiter_admit((int)level, component, msg, &suppressed)) return;
@@ -152,7 +153,8 @@ void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
         put_key(b, "span_id");
         put_str(b, t_span_id);
     }
-    for (const sl_log_field_t *f = fields; f && f->type != SL_LF_END; f++) {
+    for (size_t i = 0; i < n_fields; i++) {
+        const sl_log_field_t *f = &fields[i];
         put_key(b, f->key);
         switch (f->type) {
         case SL_LF_STR:
@@ -188,6 +190,7 @@ void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
     size_t left = b->len;
     while (left > 0) {
         ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
         if (w <= 0) break;
         p += w;
         left -= (size_t)w;

@@ -6,6 +6,7 @@
 #define SL_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum sl_log_level {
@@ -43,15 +44,19 @@ typedef struct sl_log_field {
 #define SL_LF_B(k, val) ((sl_log_field_t){.type = SL_LF_BOOL, .key = (k), .v.b = (val)})
 
 /* Writes one line if level is enabled. component and msg must be string literals or otherwise
- * outlive the process (msg's address keys the repeat limiter). Fields are copied. */
+ * outlive the process (msg's address keys the repeat limiter). fields (n of them, may be NULL
+ * when n is 0) are read during the call only. */
 void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
-                   const sl_log_field_t *fields);
+                   const sl_log_field_t *fields, size_t n);
 
+/* The array starts with a placeholder so that an empty field list still compiles (a trailing
+ * comma is valid in an initializer); it is skipped. */
 #define SL_LOG(level, component, msg, ...)                                                         \
     do {                                                                                           \
         if ((level) >= sl_log_level_get()) {                                                       \
-            const sl_log_field_t sl__f[] = {__VA_ARGS__ __VA_OPT__(, ){.type = SL_LF_END}};        \
-            sl_log_fields((level), (component), (msg), sl__f);                                     \
+            const sl_log_field_t sl__f[] = {{.type = SL_LF_END}, __VA_ARGS__};                     \
+            sl_log_fields((level), (component), (msg), sl__f + 1,                                  \
+                          sizeof sl__f / sizeof sl__f[0] - 1);                                     \
         }                                                                                          \
     } while (0)
 #define SL_DEBUG(c, m, ...) SL_LOG(SL_LOG_DEBUG, c, m, __VA_ARGS__)

@@ -17,14 +17,20 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SERVER_NAME "test-grpc"
 #define MAX_MESSAGE (2u << 20)
-#define LATE_MS 300
+#define LATE_MS     300
 
 typedef struct env {
     sl_runtime_t *rt;
@@ -106,14 +112,14 @@ static void on_result(int code, const char *message, const uint8_t *resp, size_t
     if (resp) sl_buf_append(&r->resp, resp, len);
 }
 
-static void on_tick(uv_timer_t *t) {
-}
+static void on_tick(uv_timer_t *t) {}
 
 /* Runs the test loop until *flag or the deadline; a ticking timer keeps uv_run from blocking. */
 static bool run_until(bool (*pred)(void *), void *arg, uint32_t timeout_ms) {
     uint64_t deadline = sl_now_ms() + timeout_ms;
     uv_timer_start(&E.tick, on_tick, 5, 5);
-    while (!pred(arg) && sl_now_ms() < deadline) uv_run(&E.loop, UV_RUN_ONCE);
+    while (!pred(arg) && sl_now_ms() < deadline)
+        uv_run(&E.loop, UV_RUN_ONCE);
     uv_timer_stop(&E.tick);
     return pred(arg);
 }
@@ -271,18 +277,22 @@ static bool late_replied(void *arg) {
 }
 
 static void test_deadline_exceeded(void **state) {
-    uint64_t before = server_count("/test.Slow/Late", "DEADLINE_EXCEEDED");
+    uint64_t before = server_count("/test.Slow/Late", "DEADLINE_EXCEEDED") +
+                      server_count("/test.Slow/Late", "CANCELLED");
     uint64_t t0 = sl_now_ms();
     result_t r = call_sync(E.client, "/test.Slow/Late", "x", 1, 50);
     assert_int_equal(r.code, SL_GRPC_DEADLINE_EXCEEDED);
     assert_true(sl_now_ms() - t0 < LATE_MS);
-    /* The server saw the grpc-timeout, answered DEADLINE_EXCEEDED itself, and dropped the
-     * handler's late reply. */
+    /* The server got the deadline; the client's cancel or the server's own deadline (whichever
+     * came first: test_raw_deadlines pins the latter) ended the call, and the handler's late
+     * reply was dropped safely. */
     assert_true(atomic_load(&g_late_had_deadline));
     int want = 1;
     assert_true(run_until(late_replied, &want, 5000));
     assert_true(atomic_load(&g_late_saw_cancel));
-    assert_int_equal(server_count("/test.Slow/Late", "DEADLINE_EXCEEDED"), before + 1);
+    assert_int_equal(server_count("/test.Slow/Late", "DEADLINE_EXCEEDED") +
+                         server_count("/test.Slow/Late", "CANCELLED"),
+                     before + 1);
     /* The connection is still good. */
     r = call_sync(E.client, "/sluice.v1.Echo/Echo", "ok", 2, 5000);
     assert_int_equal(r.code, SL_GRPC_OK);
@@ -412,7 +422,8 @@ static void test_client_free_cancels(void **state) {
     /* Let the request reach the server, then give up on it. */
     uint64_t until = sl_now_ms() + 50;
     uv_timer_start(&E.tick, on_tick, 5, 5);
-    while (sl_now_ms() < until) uv_run(&E.loop, UV_RUN_ONCE);
+    while (sl_now_ms() < until)
+        uv_run(&E.loop, UV_RUN_ONCE);
     uv_timer_stop(&E.tick);
     sl_grpc_client_free(c);
     assert_true(r.done);
@@ -429,7 +440,8 @@ static void test_drain_finishes_inflight(void **state) {
         sl_grpc_client_call(E.client, "/test.Slow/Late", "x", 1, 0, NULL, on_result, &r), 0);
     uint64_t until = sl_now_ms() + 50;
     uv_timer_start(&E.tick, on_tick, 5, 5);
-    while (sl_now_ms() < until) uv_run(&E.loop, UV_RUN_ONCE);
+    while (sl_now_ms() < until)
+        uv_run(&E.loop, UV_RUN_ONCE);
     uv_timer_stop(&E.tick);
     assert_int_equal(atomic_load(&g_late_replied), before);
     sl_runtime_stop(E.rt);
@@ -442,6 +454,235 @@ static void test_drain_finishes_inflight(void **state) {
     /* A new call now finds nobody listening. */
     r = call_sync(E.client, "/sluice.v1.Echo/Echo", "x", 1, 2000);
     assert_int_equal(r.code, SL_GRPC_UNAVAILABLE);
+}
+
+/* ---- a raw HTTP/2 client (nghttp2 on a blocking socket) for requests the C client never
+ * sends: custom grpc-timeout without a local deadline, bad content-type, compression... ---- */
+
+typedef struct raw_result {
+    int http_status;
+    int grpc_status; /* -1: none */
+    char grpc_message[256];
+    bool closed;
+    uint32_t error_code;
+    size_t data_len;
+    bool goaway;
+} raw_result_t;
+
+typedef struct raw_body {
+    const uint8_t *data;
+    size_t len, off;
+    bool end_stream;
+} raw_body_t;
+
+static int raw_on_header(nghttp2_session *h, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                         const uint8_t *value, size_t vl, uint8_t flags, void *ud) {
+    raw_result_t *r = ud;
+    sl_str_t n = {(const char *)name, nl};
+    if (sl_str_eq(n, ":status")) r->http_status = atoi((const char *)value);
+    if (sl_str_eq(n, "grpc-status")) r->grpc_status = atoi((const char *)value);
+    if (sl_str_eq(n, "grpc-message"))
+        snprintf(r->grpc_message, sizeof r->grpc_message, "%.*s", (int)vl, (const char *)value);
+    return 0;
+}
+
+static int raw_on_data(nghttp2_session *h, uint8_t flags, int32_t id, const uint8_t *d, size_t len,
+                       void *ud) {
+    ((raw_result_t *)ud)->data_len += len;
+    return 0;
+}
+
+static int raw_on_close(nghttp2_session *h, int32_t id, uint32_t code, void *ud) {
+    raw_result_t *r = ud;
+    r->closed = true;
+    r->error_code = code;
+    return 0;
+}
+
+static int raw_on_frame(nghttp2_session *h, const nghttp2_frame *f, void *ud) {
+    if (f->hd.type == NGHTTP2_GOAWAY) ((raw_result_t *)ud)->goaway = true;
+    return 0;
+}
+
+static ssize_t raw_read(nghttp2_session *h, int32_t id, uint8_t *buf, size_t length,
+                        uint32_t *flags, nghttp2_data_source *src, void *ud) {
+    raw_body_t *b = src->ptr;
+    size_t n = SL_MIN(length, b->len - b->off);
+    if (n) memcpy(buf, b->data + b->off, n);
+    b->off += n;
+    if (b->off == b->len) {
+        if (!b->end_stream) return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)n;
+}
+
+static int raw_connect(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(E.port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 20000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Sends one request with the given headers (pseudo-headers included) and body, and reads until
+ * the stream closes or 5 s pass. */
+static raw_result_t raw_call(const char *const *headers, size_t n_headers, const void *body,
+                             size_t body_len, bool end_stream) {
+    raw_result_t r = {.grpc_status = -1};
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, raw_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, raw_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, raw_on_close);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, raw_on_frame);
+    nghttp2_session *h;
+    assert_int_equal(nghttp2_session_client_new(&h, cbs, &r), 0);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(h, NGHTTP2_FLAG_NONE, NULL, 0);
+    nghttp2_nv nva[16];
+    for (size_t i = 0; i < n_headers; i++) {
+        nva[i] =
+            (nghttp2_nv){(uint8_t *)headers[2 * i], (uint8_t *)headers[2 * i + 1],
+                         strlen(headers[2 * i]), strlen(headers[2 * i + 1]), NGHTTP2_NV_FLAG_NONE};
+    }
+    raw_body_t b = {body, body_len, 0, end_stream};
+    nghttp2_data_provider prd = {.source.ptr = &b, .read_callback = raw_read};
+    assert_true(nghttp2_submit_request(h, NULL, nva, n_headers, &prd, NULL) > 0);
+    int fd = raw_connect();
+    uint64_t deadline = sl_now_ms() + 5000;
+    while (!r.closed && sl_now_ms() < deadline) {
+        const uint8_t *out;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(h, &out)) > 0) {
+            assert_int_equal(write(fd, out, (size_t)n), n);
+        }
+        uint8_t in[16384];
+        ssize_t got = read(fd, in, sizeof in);
+        if (got == 0) break;
+        if (got > 0) assert_true(nghttp2_session_mem_recv(h, in, (size_t)got) >= 0);
+    }
+    close(fd);
+    nghttp2_session_del(h);
+    return r;
+}
+
+#define REQ(path) ":method", "POST", ":scheme", "http", ":path", (path), ":authority", "test"
+
+static void test_raw_deadlines(void **state) {
+    uint8_t framed[SL_GRPC_PREFIX_LEN + 1];
+    sl_grpc__prefix_write(framed, false, 1);
+    framed[5] = 'x';
+    /* The request never ends; the server's own deadline answers, and resets the stream. */
+    const char *h1[] = {REQ("/sluice.v1.Echo/Echo"),
+                        "content-type",
+                        "application/grpc",
+                        "te",
+                        "trailers",
+                        "grpc-timeout",
+                        "100m"};
+    uint64_t t0 = sl_now_ms();
+    raw_result_t r = raw_call(h1, SL_ARRAY_LEN(h1) / 2, framed, 3, false);
+    assert_true(r.closed);
+    assert_int_equal(r.http_status, 200);
+    assert_int_equal(r.grpc_status, SL_GRPC_DEADLINE_EXCEEDED);
+    assert_true(sl_now_ms() - t0 >= 100);
+    assert_int_equal(r.error_code, NGHTTP2_NO_ERROR);
+
+    /* A complete request whose handler is too slow: the server answers at the deadline, without
+     * any help from a client-side timer. */
+    int before = atomic_load(&g_late_replied);
+    uint64_t dl = server_count("/test.Slow/Late", "DEADLINE_EXCEEDED");
+    const char *h2[] = {
+        REQ("/test.Slow/Late"), "content-type", "application/grpc", "te", "trailers",
+        "grpc-timeout",         "50m"};
+    t0 = sl_now_ms();
+    r = raw_call(h2, SL_ARRAY_LEN(h2) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_DEADLINE_EXCEEDED);
+    assert_true(sl_now_ms() - t0 < LATE_MS);
+    assert_int_equal(server_count("/test.Slow/Late", "DEADLINE_EXCEEDED"), dl + 1);
+    int want = before + 1;
+    assert_true(run_until(late_replied, &want, 5000));
+    assert_true(atomic_load(&g_late_saw_cancel));
+
+    /* A malformed grpc-timeout is refused. */
+    const char *h3[] = {REQ("/sluice.v1.Echo/Echo"), "content-type", "application/grpc",
+                        "grpc-timeout", "123456789S"};
+    r = raw_call(h3, SL_ARRAY_LEN(h3) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_INTERNAL);
+    assert_non_null(strstr(r.grpc_message, "grpc-timeout"));
+}
+
+static void test_raw_bad_requests(void **state) {
+    uint8_t framed[SL_GRPC_PREFIX_LEN + 2];
+    sl_grpc__prefix_write(framed, false, 2);
+    framed[5] = 'h';
+    framed[6] = 'i';
+    /* The baseline: this request is fine. */
+    const char *ok[] = {REQ("/sluice.v1.Echo/Echo"), "content-type", "application/grpc+proto"};
+    raw_result_t r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.http_status, 200);
+    assert_int_equal(r.grpc_status, SL_GRPC_OK);
+    assert_int_equal(r.data_len, sizeof framed);
+
+    const char *ct[] = {REQ("/sluice.v1.Echo/Echo"), "content-type", "application/json"};
+    r = raw_call(ct, SL_ARRAY_LEN(ct) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.http_status, 415);
+    assert_int_equal(r.grpc_status, SL_GRPC_INTERNAL);
+
+    const char *get[] = {":method",      "GET",
+                         ":scheme",      "http",
+                         ":path",        "/sluice.v1.Echo/Echo",
+                         ":authority",   "test",
+                         "content-type", "application/grpc"};
+    r = raw_call(get, SL_ARRAY_LEN(get) / 2, NULL, 0, true);
+    assert_int_equal(r.http_status, 405);
+    assert_int_equal(r.grpc_status, SL_GRPC_UNIMPLEMENTED);
+
+    const char *gz[] = {REQ("/sluice.v1.Echo/Echo"), "content-type", "application/grpc",
+                        "grpc-encoding", "gzip"};
+    r = raw_call(gz, SL_ARRAY_LEN(gz) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_UNIMPLEMENTED);
+
+    /* Compressed flag without compression support. */
+    uint8_t comp[sizeof framed];
+    memcpy(comp, framed, sizeof comp);
+    comp[0] = 1;
+    r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, comp, sizeof comp, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_UNIMPLEMENTED);
+    assert_non_null(strstr(r.grpc_message, "compression"));
+
+    /* No message, a truncated one, two messages. */
+    r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, NULL, 0, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_INTERNAL);
+    r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, framed, sizeof framed - 1, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_INTERNAL);
+    uint8_t two[2 * sizeof framed];
+    memcpy(two, framed, sizeof framed);
+    memcpy(two + sizeof framed, framed, sizeof framed);
+    r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, two, sizeof two, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_INTERNAL);
+    assert_non_null(strstr(r.grpc_message, "more than one"));
+
+    /* A length prefix far over the limit is answered from the prefix alone, before the body
+     * (which never comes) arrives. */
+    uint8_t huge[SL_GRPC_PREFIX_LEN];
+    sl_grpc__prefix_write(huge, false, 0x7fffffffu);
+    r = raw_call(ok, SL_ARRAY_LEN(ok) / 2, huge, sizeof huge, false);
+    assert_true(r.closed);
+    assert_int_equal(r.grpc_status, SL_GRPC_RESOURCE_EXHAUSTED);
+
+    /* Metadata over the limit. */
+    char *big = sl_malloc(SL_GRPC_MAX_HEADER_BYTES + 1);
+    memset(big, 'a', SL_GRPC_MAX_HEADER_BYTES);
+    big[SL_GRPC_MAX_HEADER_BYTES] = '\0';
+    const char *mh[] = {REQ("/sluice.v1.Echo/Echo"), "content-type", "application/grpc", "x-big",
+                        big};
+    r = raw_call(mh, SL_ARRAY_LEN(mh) / 2, framed, sizeof framed, true);
+    assert_int_equal(r.grpc_status, SL_GRPC_RESOURCE_EXHAUSTED);
+    free(big);
 }
 
 static void test_server_api_validation(void **state) {
@@ -466,6 +707,8 @@ int main(void) {
         cmocka_unit_test(test_error_status_and_message),
         cmocka_unit_test(test_deadline_exceeded),
         cmocka_unit_test(test_oversized_message),
+        cmocka_unit_test(test_raw_deadlines),
+        cmocka_unit_test(test_raw_bad_requests),
         cmocka_unit_test(test_health_check),
         cmocka_unit_test(test_metadata_and_trace),
         cmocka_unit_test(test_connect_failure),

@@ -108,7 +108,8 @@ static void test_timeout_parse(void **state) {
     assert_int_equal(sl_grpc__timeout_parse(S(""), &ns), SL_EPARSE);
     assert_int_equal(sl_grpc__timeout_parse(S("-1S"), &ns), SL_EPARSE);
     assert_int_equal(sl_grpc__timeout_parse(S("1 S"), &ns), SL_EPARSE);
-    assert_int_equal(sl_grpc__timeout_parse(S("1s"), &ns), SL_EPARSE); /* units are case-sensitive */
+    assert_int_equal(sl_grpc__timeout_parse(S("1s"), &ns),
+                     SL_EPARSE); /* units are case-sensitive */
 }
 
 static void test_timeout_format(void **state) {
@@ -161,7 +162,8 @@ static void test_message_encoding(void **state) {
     assert_string_equal(d.data, "Abc");
     /* Every byte value survives a round trip. */
     char all[256];
-    for (int i = 0; i < 256; i++) all[i] = (char)i;
+    for (int i = 0; i < 256; i++)
+        all[i] = (char)i;
     sl_buf_reset(&b);
     sl_buf_reset(&d);
     sl_grpc__message_encode(&b, all, sizeof all);

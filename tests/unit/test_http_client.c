@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,6 +29,7 @@ typedef enum {
     MODE_EOF_BODY,    /* no length: body ends when the server closes */
     MODE_NO_CONTENT,  /* 204 (a body-less response that stays keep-alive) */
     MODE_HEAD,        /* Content-Length: 100 with no body (answer to HEAD) */
+    MODE_INTERIM,     /* 100 Continue, then 200 */
 } srv_mode_t;
 
 typedef struct srv srv_t;
@@ -142,6 +145,11 @@ static void respond(sconn_t *sc) {
         break;
     case MODE_HEAD:
         n = snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+        break;
+    case MODE_INTERIM:
+        n = snprintf(buf, sizeof buf,
+                     "HTTP/1.1 100 Continue\r\nX-Req: interim\r\n\r\n"
+                     "HTTP/1.1 201 Created\r\nX-Req: final\r\nContent-Length: 4\r\n\r\ndone");
         break;
     }
     swrite(sc, buf, (size_t)n, false);
@@ -375,6 +383,46 @@ static void test_head_and_204_have_no_body(void **state) {
     assert_int_equal(r.body_len, 0);
 }
 
+static void test_interim_response_skipped(void **state) {
+    result_t r;
+    run_one(MODE_INTERIM, NULL, "POST", &r, NULL);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 201);
+    assert_string_equal(r.x_req, "final");
+    assert_int_equal(r.n_headers, 2);
+    assert_string_equal(r.body, "done");
+}
+
+typedef struct freer {
+    sl_http_client_t *c;
+    srv_t *s;
+    int again;
+    bool done;
+} freer_t;
+
+static void free_in_cb(int status, const sl_http_response_t *resp, void *arg) {
+    freer_t *f = arg;
+    sl_http_client_free(f->c);
+    sl_http_client_req_t req = get_req(f->s, "GET");
+    f->again = sl_http_client_request(f->c, &req, result_cb, NULL);
+    f->done = true;
+}
+
+static void test_free_from_callback(void **state) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv_t s;
+    srv_start(&s, &loop, MODE_OK);
+    sl_http_client_t *c = sl_http_client_new(&loop, NULL);
+    freer_t f = {.c = c, .s = &s};
+    sl_http_client_req_t req = get_req(&s, "GET");
+    assert_int_equal(sl_http_client_request(c, &req, free_in_cb, &f), 0);
+    assert_true(run_until(&loop, &f.done, 5000));
+    assert_int_equal(f.again, SL_ECANCELED); /* the client is going away */
+    srv_stop(&s);
+    drain_loop(&loop); /* the client's memory and handles are gone too (ASan checks) */
+}
+
 static void test_malformed_is_eproto(void **state) {
     result_t r;
     run_one(MODE_MALFORMED, NULL, "GET", &r, NULL);
@@ -441,6 +489,41 @@ static void test_connect_refused(void **state) {
     assert_int_equal(r.status, SL_ECONNREFUSED);
     sl_http_client_free(c);
     drain_loop(&loop);
+}
+
+/* A listening socket nobody accepts from, with its accept queue filled: further SYNs go
+ * unanswered, so a connect hangs until the client's connect timeout. */
+static void test_connect_timeout(void **state) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", 0, &a);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 0), 0);
+    socklen_t alen = sizeof a;
+    getsockname(l, (struct sockaddr *)&a, &alen);
+    int fill[3];
+    for (int i = 0; i < 3; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sl_http_client_opts_t o = {.connect_timeout_ms = 150};
+    sl_http_client_t *c = sl_http_client_new(&loop, &o);
+    result_t r = {0};
+    sl_http_client_req_t req = {
+        .method = "GET", .host = "127.0.0.1", .port = ntohs(a.sin_port), .path = "/"};
+    uint64_t t0 = sl_now_ms();
+    assert_int_equal(sl_http_client_request(c, &req, result_cb, &r), 0);
+    assert_true(run_until(&loop, &r.done, 5000));
+    uint64_t took = sl_now_ms() - t0;
+    assert_int_equal(r.status, SL_ETIMEOUT);
+    if (!(took >= 140 && took < 1000)) fail_msg("took %llu ms", (unsigned long long)took);
+    sl_http_client_free(c);
+    drain_loop(&loop);
+    for (int i = 0; i < 3; i++)
+        close(fill[i]);
+    close(l);
 }
 
 typedef struct stale {
@@ -600,6 +683,26 @@ static void test_free_cancels_pending(void **state) {
     drain_loop(&loop);
 }
 
+static void test_name_resolution(void **state) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    srv_t s;
+    srv_start(&s, &loop, MODE_OK);
+    sl_http_client_t *c = sl_http_client_new(&loop, NULL);
+    result_t r = {0};
+    /* "localhost" may resolve to ::1 first; the server only listens on 127.0.0.1, so this also
+     * checks that the next address is tried. */
+    sl_http_client_req_t req = {.method = "GET", .host = "localhost", .port = s.port, .path = "/"};
+    assert_int_equal(sl_http_client_request(c, &req, result_cb, &r), 0);
+    assert_true(run_until(&loop, &r.done, 5000));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 200);
+    assert_non_null(strstr(s.last_head, "\r\nHost: localhost:"));
+    sl_http_client_free(c);
+    srv_stop(&s);
+    drain_loop(&loop);
+}
+
 static void test_invalid_requests(void **state) {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -719,16 +822,20 @@ int main(void) {
         cmocka_unit_test(test_chunked),
         cmocka_unit_test(test_body_until_close),
         cmocka_unit_test(test_head_and_204_have_no_body),
+        cmocka_unit_test(test_interim_response_skipped),
+        cmocka_unit_test(test_free_from_callback),
         cmocka_unit_test(test_malformed_is_eproto),
         cmocka_unit_test(test_response_too_big),
         cmocka_unit_test(test_request_timeout),
         cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_connect_timeout),
         cmocka_unit_test(test_stale_pooled_conn_is_retried),
         cmocka_unit_test(test_stale_post_not_retried),
         cmocka_unit_test(test_idle_timeout_closes),
         cmocka_unit_test(test_connection_close_honoured),
         cmocka_unit_test(test_queue_over_cap),
         cmocka_unit_test(test_free_cancels_pending),
+        cmocka_unit_test(test_name_resolution),
         cmocka_unit_test(test_invalid_requests),
         cmocka_unit_test(test_url_parse),
         cmocka_unit_test(test_fetch_blocking),

@@ -38,6 +38,7 @@ static void test_parse_ok(void **state) {
     assert_int_equal(sl_json_print(j, &out), 0);
     assert_string_equal(out.data, "{\"a\":[1,2.5,\"x\xc3\xa9\",true,null],\"b\":{}}");
     cJSON_Delete(j);
+    sl_buf_free(&out);
     /* Not NUL-terminated: only len bytes are read. */
     const char buf[] = {'[', '1', ']', 'x'};
     assert_int_equal(sl_json_parse(buf, 3, &j, err, sizeof err), 0);

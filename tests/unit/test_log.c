@@ -152,7 +152,7 @@ static void test_level_filtering(void **state) {
     assert_int_equal(sl_log_level_get(), SL_LOG_WARN);
     SL_DEBUG("test", "debug line");
     SL_INFO("test", "info line");
-    sl_log_fields(SL_LOG_INFO, "test", "direct info line", NULL); /* the function filters too */
+    sl_log_fields(SL_LOG_INFO, "test", "direct info line", NULL, 0); /* the function filters too */
     SL_WARN("test", "warn line");
     SL_ERROR("test", "error line", SL_LF_I("code", 7));
     assert_int_equal(collect(c), 2);
