@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "core/trace.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ typedef struct serve {
     sl_app_t app;
     sl_config_t *cfg;
     sl_config_reloader_t *reloader;
+    uv_signal_t sighup;
     const sl_component_t *comps[MAX_COMPONENTS];
     void *states[MAX_COMPONENTS];
     size_t n;
@@ -100,8 +102,17 @@ static void on_stopping(sl_runtime_t *rt, void *arg) {
     }
 }
 
+static void free_components(serve_t *s, size_t n) {
+    for (size_t i = n; i-- > 0;) s->comps[i]->free(s->states[i]);
+}
+
+/* Every I/O thread has finished: release the components while the configuration they were
+ * given is still alive, then what lives on the main loop, so sl_runtime_run can return. */
 static void on_stopped(sl_runtime_t *rt, void *arg) {
     serve_t *s = arg;
+    free_components(s, s->n);
+    s->n = 0;
+    uv_close((uv_handle_t *)&s->sighup, NULL);
     if (s->reloader) {
         sl_config_reloader_stop(s->reloader);
         s->reloader = NULL;
@@ -110,6 +121,12 @@ static void on_stopped(sl_runtime_t *rt, void *arg) {
         sl_tracer_shutdown(s->app.tracer, NULL, NULL);
         s->app.tracer = NULL;
     }
+}
+
+static void on_sighup(uv_signal_t *h, int signum) {
+    serve_t *s = h->data;
+    SL_INFO("serve", "SIGHUP received, reloading configuration");
+    if (s->reloader) sl_config_reloader_trigger(s->reloader);
 }
 
 static void on_config_apply(const sl_config_t *cfg, void *arg) {
@@ -211,6 +228,9 @@ static int serve_run(int argc, char **argv) {
                                                   on_config_apply, &s);
             s.cfg = NULL;
         }
+        uv_signal_init(sl_runtime_main_loop(s.app.rt), &s.sighup);
+        s.sighup.data = &s;
+        uv_signal_start(&s.sighup, on_sighup, SIGHUP);
         sl_runtime_on_started(s.app.rt, on_started, &s);
         sl_runtime_on_stopping(s.app.rt, on_stopping, &s);
         sl_runtime_on_stopped(s.app.rt, on_stopped, &s);
@@ -220,8 +240,7 @@ static int serve_run(int argc, char **argv) {
         sl_tracer_shutdown(s.app.tracer, NULL, NULL);
         uv_run(sl_runtime_main_loop(s.app.rt), UV_RUN_DEFAULT);
     }
-    for (size_t i = inited; i-- > 0;)
-        s.comps[i]->free(s.states[i]);
+    if (exit_code != SL_EXIT_OK) free_components(&s, inited);
     sl_runtime_free(s.app.rt);
     if (s.cfg) {
         sl_config_free(s.cfg);

@@ -266,14 +266,11 @@ static size_t edit_distance(const char *a, const char *b) {
 }
 
 /* True when some option lives under prefix ("server" for "server.io_threads"). */
-static bool is_section(const char *prefix, size_t *first) {
+static bool is_section(const char *prefix) {
     size_t n, pl = strlen(prefix);
     const sl_config_option_t *opts = sl_config_options(&n);
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(opts[i].name, prefix, pl) == 0 && opts[i].name[pl] == '.') {
-            if (first) *first = i;
-            return true;
-        }
+        if (strncmp(opts[i].name, prefix, pl) == 0 && opts[i].name[pl] == '.') return true;
     }
     return false;
 }
@@ -504,7 +501,7 @@ static void walk_value(loader_t *L, const char *full, size_t line, bool top, boo
         skip_node(L);
         return;
     }
-    if (!dotted && is_section(full, NULL)) {
+    if (!dotted && is_section(full)) {
         size_t first = section_seen(L, full, line);
         if (first) error_at(L, line, "duplicate key '%s' (first set on line %zu)", full, first);
         if (L->ev.type == YAML_MAPPING_START_EVENT) {

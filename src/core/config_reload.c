@@ -1,7 +1,7 @@
 /* The config file watcher: a directory watch plus a stat poll feed a debounce timer, whose
- * check reads the file and, when its bytes changed, validates and swaps the config on the loop
- * thread. Reading happens synchronously on that loop: the file is at most 1 MiB and local, and
- * the main loop carries no request traffic. */
+ * check reads the file and, when its bytes changed, validates it and applies the reloadable
+ * options on the loop thread. Reading happens synchronously on that loop: the file is at most
+ * 1 MiB and local, and the main loop carries no request traffic. */
 #include "core/config_reload.h"
 
 #include "core/common.h"
@@ -116,31 +116,32 @@ static void log_failure(const sl_config_errors_t *errs) {
     }
 }
 
-/* Keeps the old value of each option that needs a restart, applies the reloadable ones that
- * changed, then lets the app apply its part and swaps. next is heap-allocated; taken over. */
+/* Takes the reloadable options that changed from next (heap-allocated; freed here) into the
+ * current config, which is updated in place rather than replaced: its address is held by the
+ * app since start-up, and every reloadable option is a scalar, so nothing it points to goes
+ * away. Options that need a restart keep their running values and are named in a warning. */
 static void apply(sl_config_reloader_t *r, sl_config_t *next) {
     size_t n;
     const sl_config_option_t *opts = sl_config_options(&n);
     uint64_t restart = 0;
-    /* Warnings first: applying log.level could otherwise silence the ones after it. */
+    /* Warnings first: applying log.level could otherwise silence them. */
     for (size_t i = 0; i < n; i++) {
         const sl_config_option_t *o = &opts[i];
         if (o->reloadable || sl_config_option_equal(o, r->cur, next)) continue;
         /* Values are not logged: some carry credentials (an endpoint URL, a secret). */
         SL_WARN("config", "restart required", SL_LF_S("option", o->name),
                 SL_LF_S("reason", "changed in the file; the running value stays until a restart"));
-        sl_config_option_copy(o, next, r->cur);
         restart++;
     }
     for (size_t i = 0; i < n; i++) {
         const sl_config_option_t *o = &opts[i];
-        if (o->apply && !sl_config_option_equal(o, r->cur, next)) o->apply(next);
+        if (!o->reloadable || sl_config_option_equal(o, r->cur, next)) continue;
+        sl_config_option_copy(o, r->cur, next);
+        if (o->apply) o->apply(r->cur);
     }
-    if (r->on_apply) r->on_apply(next, r->arg);
-    sl_config_t *old = r->cur;
-    r->cur = next;
-    sl_config_free(old);
-    free(old);
+    sl_config_free(next);
+    free(next);
+    if (r->on_apply) r->on_apply(r->cur, r->arg);
     r->stats.applied++;
     set_success(r, true);
     SL_INFO("config", "config reloaded", SL_LF_S("path", r->path),
@@ -227,7 +228,7 @@ static void on_async(uv_async_t *a) {
 
 sl_config_reloader_t *sl_config_reloader_start(uv_loop_t *loop, sl_config_t *current,
                                                sl_config_apply_cb on_apply, void *arg) {
-    SL_ASSERT(loop && current);
+    SL_ASSERT(loop != NULL);
     sl_config_reloader_t *r = sl_calloc(1, sizeof *r);
     r->loop = loop;
     r->cur = current;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_HELD 16
+#define MAX_HELD   16
 #define MAX_CHUNKS 256
 
 static sl_grpc_server_t *g_srv;

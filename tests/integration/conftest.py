@@ -81,7 +81,7 @@ class Sluice:
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="sluice-it-")
         self.targets = targets
         self.ports = {}
-        cfg = {"server": {"bind_host": "127.0.0.1", "io_threads": 2, "drain_timeout_ms": "5s"}}
+        cfg = {"server": {"bind_host": "127.0.0.1", "io_threads": 2, "drain_timeout": "5s"}}
         for comp, keys in COMPONENT_PORTS.items():
             cfg[comp] = {}
             for key in keys:

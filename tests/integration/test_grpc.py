@@ -17,7 +17,7 @@ from conftest import REPO, SLOW, wait_until
 
 MAX_MESSAGE = 64 * 1024
 CONFIG = {
-    "grpc": {"max_message_bytes": MAX_MESSAGE, "idle_timeout_ms": "2s"},
+    "grpc": {"max_message_bytes": MAX_MESSAGE, "idle_timeout": "2s"},
     "debug": {"echo": True},
 }
 

@@ -17,9 +17,9 @@ LIMITS = {
         "max_header_bytes": 2048,
         "max_headers": 20,
         "max_body_bytes": 4096,
-        "header_timeout_ms": "1s",
-        "body_timeout_ms": "1s",
-        "idle_timeout_ms": "1s",
+        "header_timeout": "1s",
+        "body_timeout": "1s",
+        "idle_timeout": "1s",
     },
     "debug": {"echo": True},
 }
@@ -249,7 +249,7 @@ def test_connection_limit_answers_503(sluice_factory):
 
 
 def test_graceful_drain_finishes_inflight_request(sluice_factory):
-    srv = sluice_factory(targets="gateway", config=LIMITS | {"http": {"body_timeout_ms": "10s"}})
+    srv = sluice_factory(targets="gateway", config=LIMITS | {"http": {"body_timeout": "10s"}})
     s = connect(srv.port("gateway"))
     s.sendall(b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
     time.sleep(0.2)  # the head must have been read before the signal; no polling API for that
@@ -272,7 +272,7 @@ def _refused(p):
 
 
 def test_drain_deadline_forces_exit(sluice_factory):
-    cfg = {"server": {"drain_timeout_ms": "500ms"}, "http": {"body_timeout_ms": "30s"}, "debug": {"echo": True}}
+    cfg = {"server": {"drain_timeout": "500ms"}, "http": {"body_timeout": "30s"}, "debug": {"echo": True}}
     srv = sluice_factory(targets="gateway", config=cfg)
     s = connect(srv.port("gateway"))
     s.sendall(b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhel")

@@ -110,7 +110,7 @@ def test_traces_exported_as_otlp_json(sluice_factory):
     try:
         srv = sluice_factory(targets="gateway", config={
             "tracing": {"endpoint": f"http://127.0.0.1:{col.server_address[1]}/v1/traces",
-                        "sample_ratio": 1.0, "flush_interval_ms": "100ms", "service_name": "it-test"},
+                        "sample_ratio": 1.0, "flush_interval": "100ms", "service_name": "it-test"},
             "debug": {"echo": True}})
         parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         r = requests.post(srv.url("gateway", "/v1/echo"), data=b"{}", timeout=5,

@@ -151,20 +151,20 @@ static void test_full_file(void **state) {
                        "  bind_host: 127.0.0.1\n"
                        "  io_threads: 2\n"
                        "  worker_threads: 8\n"
-                       "  drain_timeout_ms: 30s\n"
-                       "  drain_delay_ms: 1500\n"
+                       "  drain_timeout: 30s\n"
+                       "  drain_delay: 1500\n"
                        "http:\n"
                        "  max_request_line: 4KiB\n"
                        "  max_header_bytes: 16384\n"
                        "  max_headers: 50\n"
                        "  max_body_bytes: 1GiB\n"
                        "  max_connections: 500\n"
-                       "  header_timeout_ms: 2s\n"
-                       "  body_timeout_ms: 1m\n"
-                       "  idle_timeout_ms: 90s\n"
-                       "  write_timeout_ms: 250ms\n"
+                       "  header_timeout: 2s\n"
+                       "  body_timeout: 1m\n"
+                       "  idle_timeout: 90s\n"
+                       "  write_timeout: 250ms\n"
                        "grpc: {max_message_bytes: 1MiB, max_concurrent_streams: 10, "
-                       "max_connections: 20, idle_timeout_ms: 1h}\n"
+                       "max_connections: 20, idle_timeout: 1h}\n"
                        "log:\n"
                        "  level: debug\n"
                        "  rate_limit: 0\n"
@@ -174,8 +174,8 @@ static void test_full_file(void **state) {
                        "  sample_ratio: 0.25\n"
                        "  queue_size: 100\n"
                        "  batch_size: 100\n"
-                       "  flush_interval_ms: 1.5s\n"
-                       "  export_timeout_ms: 2m\n"
+                       "  flush_interval: 1.5s\n"
+                       "  export_timeout: 2m\n"
                        "gateway: {http_port: 1}\n"
                        "inference: {http_port: 2, grpc_port: 3}\n"
                        "features: {http_port: 4, grpc_port: 5}\n"
@@ -260,27 +260,27 @@ static uint64_t read_uint(const sl_config_t *c, const char *name) {
 static void test_integer_types_and_bounds(void **state) {
     static const value_case_t cases[] = {
         /* durations */
-        {"server.drain_timeout_ms", "250ms", 250, NULL},
-        {"server.drain_timeout_ms", "15s", 15000, NULL},
-        {"server.drain_timeout_ms", "2m", 120000, NULL},
-        {"server.drain_timeout_ms", "1h", 3600000, NULL},
-        {"server.drain_timeout_ms", "1.5s", 1500, NULL},
-        {"server.drain_timeout_ms", "700", 700, NULL},
-        {"server.drain_timeout_ms", "0", 0, NULL},
-        {"server.drain_timeout_ms", "1.5ms", 0,
-         "t.yaml:2: server.drain_timeout_ms: expected a "
+        {"server.drain_timeout", "250ms", 250, NULL},
+        {"server.drain_timeout", "15s", 15000, NULL},
+        {"server.drain_timeout", "2m", 120000, NULL},
+        {"server.drain_timeout", "1h", 3600000, NULL},
+        {"server.drain_timeout", "1.5s", 1500, NULL},
+        {"server.drain_timeout", "700", 700, NULL},
+        {"server.drain_timeout", "0", 0, NULL},
+        {"server.drain_timeout", "1.5ms", 0,
+         "t.yaml:2: server.drain_timeout: expected a "
          "duration"},
-        {"server.drain_timeout_ms", "5d", 0,
+        {"server.drain_timeout", "5d", 0,
          "expected a duration (250ms, 15s, 2m, 1h; a plain "
          "integer is milliseconds), got '5d'"},
-        {"server.drain_timeout_ms", "1.5", 0, "expected a duration"},
-        {"server.drain_timeout_ms", "s", 0, "expected a duration"},
-        {"server.drain_timeout_ms", "2h", 0,
-         "t.yaml:2: server.drain_timeout_ms: '2h' is out of "
+        {"server.drain_timeout", "1.5", 0, "expected a duration"},
+        {"server.drain_timeout", "s", 0, "expected a duration"},
+        {"server.drain_timeout", "2h", 0,
+         "t.yaml:2: server.drain_timeout: '2h' is out of "
          "bounds (0..1h)"},
-        {"server.drain_timeout_ms", "-1s", 0, "'-1s' is out of bounds (0..1h)"},
-        {"server.drain_timeout_ms", "99999999999999999999h", 0, "out of bounds"},
-        {"http.header_timeout_ms", "0", 0, "'0' is out of bounds (1ms..1h)"},
+        {"server.drain_timeout", "-1s", 0, "'-1s' is out of bounds (0..1h)"},
+        {"server.drain_timeout", "99999999999999999999h", 0, "out of bounds"},
+        {"http.header_timeout", "0", 0, "'0' is out of bounds (1ms..1h)"},
         /* sizes */
         {"http.max_body_bytes", "16MiB", 16u << 20, NULL},
         {"http.max_body_bytes", "64KiB", 64u << 10, NULL},
@@ -415,7 +415,7 @@ static void test_error_kinds_with_lines(void **state) {
     expect_exact_error("debug:\n  http_port: 1\n", "t.yaml:2: unknown option 'debug.http_port'");
     expect_one_error("tracing:\n  level: debug\n",
                      "unknown option 'tracing.level' (did you mean 'log.level'?)");
-    expect_one_error("server:\n  drain_timeout: 1s\n", "(did you mean 'server.drain_timeout_ms'?)");
+    expect_one_error("server:\n  drain_timout: 1s\n", "(did you mean 'server.drain_timeout'?)");
     expect_one_error("server.io_threads: 2\n",
                      "t.yaml:1: unknown section 'server.io_threads' (write it as nested maps: "
                      "'server: {io_threads: ...}')");
@@ -767,7 +767,7 @@ static void test_docs_list_every_option(void **state) {
         assert_true(strstr(md.data, row) > h);
     }
     assert_non_null(
-        strstr(md.data, "| `server.drain_timeout_ms` | duration | `15s` | 0..1h | no |"));
+        strstr(md.data, "| `server.drain_timeout` | duration | `15s` | 0..1h | no |"));
     assert_non_null(strstr(md.data, "| `http.max_body_bytes` | size | `16MiB` | 0..64GiB | no |"));
     assert_non_null(strstr(md.data, "| `log.level` | enum | `info` | `debug`, `info`, `warn`, "
                                     "`error` | yes |"));

@@ -72,13 +72,19 @@ static bool log_contains(fx_t *fx, const char *needle) {
 }
 
 static int setup(void **state) {
-    fx_t *fx = calloc(1, sizeof *fx);
+    fx_t *fx = sl_calloc(1, sizeof *fx);
     snprintf(fx->dir, sizeof fx->dir, "/tmp/sl_test_reload_XXXXXX");
-    if (!mkdtemp(fx->dir)) return -1;
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
     snprintf(fx->path, sizeof fx->path, "%s/sluice.yaml", fx->dir);
     snprintf(fx->log_path, sizeof fx->log_path, "%s/log.jsonl", fx->dir);
     fx->log_fd = open(fx->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fx->log_fd < 0 || uv_loop_init(&fx->loop) != 0) return -1;
+    if (fx->log_fd < 0 || uv_loop_init(&fx->loop) != 0) {
+        free(fx);
+        return -1;
+    }
     sl_log_set_fd(fx->log_fd);
     sl_log_level_set(SL_LOG_INFO);
     sl_log_set_rate_limit(0);
@@ -179,6 +185,7 @@ static void test_rewrites(void **state) {
     fx_t *fx = *state;
     write_file(fx->path, "log:\n  level: info\n");
     sl_config_reloader_t *r = start(fx, fx->path);
+    const sl_config_t *initial = sl_config_reloader_current(r);
     assert_int_equal(gauge("sluice_config_last_reload_success"), 1);
     assert_true(gauge("sluice_config_last_reload_success_timestamp_seconds") > 1.6e9);
 
@@ -187,6 +194,7 @@ static void test_rewrites(void **state) {
     wait_stats(fx, r, 0, 1, 0);
     assert_int_equal(sl_log_level_get(), SL_LOG_DEBUG);
     const sl_config_t *cur = sl_config_reloader_current(r);
+    assert_ptr_equal(cur, initial); /* updated in place: pointers held since start stay valid */
     assert_int_equal(cur->log.level, SL_LOG_DEBUG);
     assert_int_equal(cur->log.rate_limit, 7);
     assert_string_equal(cur->path, fx->path);

@@ -37,6 +37,9 @@ typedef struct env {
     pthread_t th;
     bool running;
     sl_grpc_server_t *srv;
+    sl_grpc_server_t *srv_idle;    /* idle_timeout_ms 300 */
+    sl_grpc_server_t *srv_limited; /* max_connections 1 */
+    sl_listener_t *ls_idle, *ls_limited;
     sl_health_t *health;
     uint16_t port;
     uv_loop_t loop;
@@ -169,6 +172,16 @@ static int setup(void **state) {
     sl_listener_t *ls;
     assert_int_equal(sl_grpc_server_listen(E.srv, E.rt, "127.0.0.1", 0, &ls), 0);
     E.port = sl_listener_port(ls);
+    lim = sl_grpc_limits_default();
+    lim.idle_timeout_ms = 300;
+    E.srv_idle = sl_grpc_server_new(SERVER_NAME "-idle", &lim);
+    sl_grpc_echo_register(E.srv_idle);
+    assert_int_equal(sl_grpc_server_listen(E.srv_idle, E.rt, "127.0.0.1", 0, &E.ls_idle), 0);
+    lim = sl_grpc_limits_default();
+    lim.max_connections = 1;
+    E.srv_limited = sl_grpc_server_new(SERVER_NAME "-limited", &lim);
+    sl_grpc_echo_register(E.srv_limited);
+    assert_int_equal(sl_grpc_server_listen(E.srv_limited, E.rt, "127.0.0.1", 0, &E.ls_limited), 0);
     assert_int_equal(pthread_create(&E.th, NULL, run_thread, E.rt), 0);
     E.running = true;
     assert_int_equal(uv_loop_init(&E.loop), 0);
@@ -188,6 +201,8 @@ static int teardown(void **state) {
     }
     sl_runtime_free(E.rt);
     sl_grpc_server_free(E.srv);
+    sl_grpc_server_free(E.srv_idle);
+    sl_grpc_server_free(E.srv_limited);
     sl_health_free(E.health);
     return 0;
 }
@@ -685,6 +700,103 @@ static void test_raw_bad_requests(void **state) {
     free(big);
 }
 
+/* The server session without a socket (what the fuzzer drives): a request fed one byte at a time
+ * still produces one echo response. */
+static void lit(sl_buf_t *b, const char *n, const char *v) {
+    uint8_t h[2] = {0, (uint8_t)strlen(n)};
+    sl_buf_append(b, h, 2);
+    sl_buf_puts(b, n);
+    uint8_t vl = (uint8_t)strlen(v);
+    sl_buf_append(b, &vl, 1);
+    sl_buf_puts(b, v);
+}
+
+static void h2frame(sl_buf_t *b, uint8_t type, uint8_t flags, uint32_t sid, const void *p,
+                    size_t n) {
+    uint8_t hd[9] = {
+        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
+        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
+    sl_buf_append(b, hd, 9);
+    sl_buf_append(b, p, n);
+}
+
+static void test_socketless_feed(void **state) {
+    sl_buf_t in = SL_BUF_INIT, hb = SL_BUF_INIT, msg = SL_BUF_INIT, out = SL_BUF_INIT;
+    sl_buf_puts(&in, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    h2frame(&in, NGHTTP2_SETTINGS, 0, 0, "", 0);
+    lit(&hb, ":method", "POST");
+    lit(&hb, ":scheme", "http");
+    lit(&hb, ":path", "/sluice.v1.Echo/Echo");
+    lit(&hb, ":authority", "x");
+    lit(&hb, "content-type", "application/grpc");
+    h2frame(&in, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1, hb.data, hb.len);
+    sl_grpc__frame_append(&msg, "\x0a\x05hello", 7);
+    h2frame(&in, NGHTTP2_DATA, NGHTTP2_FLAG_END_STREAM, 1, msg.data, msg.len);
+
+    size_t *chunks = sl_malloc(in.len * sizeof *chunks);
+    for (size_t i = 0; i < in.len; i++)
+        chunks[i] = i + 1;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    uint64_t ok = server_count("/sluice.v1.Echo/Echo", "OK");
+    sl_grpc__server_feed(E.srv, &loop, (const uint8_t *)in.data, in.len, chunks, in.len, &out);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(server_count("/sluice.v1.Echo/Echo", "OK"), ok + 1);
+    /* The response DATA frame carries the same framed message. */
+    bool found = false;
+    for (size_t i = 0; i + msg.len <= out.len && !found; i++) {
+        found = memcmp(out.data + i, msg.data, msg.len) == 0;
+    }
+    assert_true(found);
+    free(chunks);
+    sl_buf_free(&in);
+    sl_buf_free(&hb);
+    sl_buf_free(&msg);
+    sl_buf_free(&out);
+}
+
+static bool no_connections(void *arg) {
+    return sl_listener_connections(arg) == 0;
+}
+
+static void test_idle_close_and_reconnect(void **state) {
+    sl_grpc_client_t *c =
+        sl_grpc_client_new(&E.loop, "127.0.0.1", sl_listener_port(E.ls_idle), NULL);
+    result_t r = call_sync(c, "/sluice.v1.Echo/Echo", "one", 3, 5000);
+    assert_int_equal(r.code, SL_GRPC_OK);
+    sl_buf_free(&r.resp);
+    assert_int_equal(sl_listener_connections(E.ls_idle), 1);
+    /* The server closes the idle connection (GOAWAY, then close)... */
+    assert_true(run_until(no_connections, E.ls_idle, 5000));
+    /* ...and the client notices and connects again for the next call. */
+    r = call_sync(c, "/sluice.v1.Echo/Echo", "two", 3, 5000);
+    assert_int_equal(r.code, SL_GRPC_OK);
+    assert_memory_equal(r.resp.data, "two", 3);
+    sl_buf_free(&r.resp);
+    sl_grpc_client_free(c);
+}
+
+static void test_connection_limit(void **state) {
+    uint16_t port = sl_listener_port(E.ls_limited);
+    sl_grpc_client_t *a = sl_grpc_client_new(&E.loop, "127.0.0.1", port, NULL);
+    sl_grpc_client_t *b = sl_grpc_client_new(&E.loop, "127.0.0.1", port, NULL);
+    result_t r = call_sync(a, "/sluice.v1.Echo/Echo", "a", 1, 5000);
+    assert_int_equal(r.code, SL_GRPC_OK);
+    sl_buf_free(&r.resp);
+    /* The second connection is refused with GOAWAY; the client's one retry is refused too. */
+    r = call_sync(b, "/sluice.v1.Echo/Echo", "b", 1, 5000);
+    assert_int_equal(r.code, SL_GRPC_UNAVAILABLE);
+    assert_non_null(strstr(r.message, "REFUSED_STREAM"));
+    /* Once the first connection is gone there is room again. */
+    sl_grpc_client_free(a);
+    assert_true(run_until(no_connections, E.ls_limited, 5000));
+    r = call_sync(b, "/sluice.v1.Echo/Echo", "b", 1, 5000);
+    assert_int_equal(r.code, SL_GRPC_OK);
+    sl_buf_free(&r.resp);
+    sl_grpc_client_free(b);
+}
+
 static void test_server_api_validation(void **state) {
     sl_grpc_server_t *s = sl_grpc_server_new("validation", NULL);
     assert_int_equal(sl_grpc_server_add_method(s, "/a.B/C", meta_handler, NULL), 0);
@@ -709,6 +821,9 @@ int main(void) {
         cmocka_unit_test(test_oversized_message),
         cmocka_unit_test(test_raw_deadlines),
         cmocka_unit_test(test_raw_bad_requests),
+        cmocka_unit_test(test_socketless_feed),
+        cmocka_unit_test(test_idle_close_and_reconnect),
+        cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_health_check),
         cmocka_unit_test(test_metadata_and_trace),
         cmocka_unit_test(test_connect_failure),
