@@ -558,8 +558,8 @@ static void test_references(void **state) {
     assert_int_equal(load(yaml, &c, &errs), SL_EPARSE);
     const char *want[] = {
         "t.yaml:2: inference.grpc_port: environment variable 'SL_TEST_UNSET' is not set",
-        "t.yaml:3: inference.http_port: expected a port number (0-65535), got the value of "
-        "'${SL_TEST_BAD}'",
+        ("t.yaml:3: inference.http_port: expected a port number (0-65535), got the value of "
+         "'${SL_TEST_BAD}'"),
         "t.yaml:5: tracing.endpoint: cannot read secret file",
         "t.yaml:6: tracing.service_name: ${file:...} needs an absolute path",
         "t.yaml:8: features.http_port: invalid reference '${NOT A NAME}'",
