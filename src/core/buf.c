@@ -2,6 +2,7 @@
 #include "core/buf.h"
 
 #include "core/common.h"
+#include "core/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,37 +52,6 @@ void sl_buf_printf(sl_buf_t *b, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Length of the well-formed UTF-8 sequence at s[0..n) (Unicode Table 3-7), or 0 if the bytes
- * there are ill-formed; *bad receives the length of the maximal ill-formed subpart then, which
- * is replaced by one U+FFFD (the W3C/Unicode "maximal subpart" practice). */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *bad) {
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0; /* overlong */
-        if (c == 0xed) hi = 0x9f; /* UTF-16 surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90; /* overlong */
-        if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
-    } else {
-        *bad = 1; /* continuation byte, C0/C1 (always overlong) or F5..FF */
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        unsigned char min = i == 1 ? lo : 0x80, max = i == 1 ? hi : 0xbf;
-        if (i >= n || s[i] < min || s[i] > max) {
-            *bad = i;
-            return 0;
-        }
-    }
-    return len;
-}
-
 void sl_buf_json_escape(sl_buf_t *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     char esc[6] = {'\\', 'u', '0', '0', '0', '0'};
@@ -102,7 +72,7 @@ void sl_buf_json_escape(sl_buf_t *b, const char *s, size_t n) {
         }
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t bad = 0, len = utf8_seq(p + i, n - i, &bad);
+            size_t bad = 0, len = sl_utf8_seq(p + i, n - i, &bad);
             if (len) {
                 sl_buf_append(b, p + i, len);
                 i += len;

@@ -70,6 +70,18 @@ bool sl_str_ieq(sl_str_t a, const char *lit); /* ASCII case-insensitive */
 #define SL_MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define SL_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* The bits of a double, and back: for doubles kept in atomic 64-bit integers. */
+static inline uint64_t sl_double_bits(double d) {
+    uint64_t u;
+    __builtin_memcpy(&u, &d, sizeof u);
+    return u;
+}
+static inline double sl_bits_double(uint64_t u) {
+    double d;
+    __builtin_memcpy(&d, &u, sizeof d);
+    return d;
+}
+
 /* Monotonic and wall clocks. */
 uint64_t sl_now_ns(void);       /* CLOCK_MONOTONIC */
 uint64_t sl_now_ms(void);       /* CLOCK_MONOTONIC */

@@ -4,6 +4,7 @@
 #include "core/json.h"
 
 #include "core/common.h"
+#include "core/utf8.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -19,35 +20,6 @@ static void set_err(char *err, size_t err_len, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, err_len, fmt, ap);
     va_end(ap);
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n) (lead byte >= 0x80), 0 if invalid: overlong
- * forms, surrogates and code points above U+10FFFF are refused (RFC 3629). */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
 }
 
 /* One pass over the bytes: nesting depth and string contents. cJSON checks the grammar. */
@@ -76,7 +48,7 @@ static int prescan(const unsigned char *s, size_t len, unsigned max_depth, char 
                 set_err(err, err_len, "invalid JSON: control character in a string at byte %zu", i);
                 return SL_EPARSE;
             } else if (c >= 0x80) {
-                size_t n = utf8_len(s + i, len - i);
+                size_t n = sl_utf8_seq(s + i, len - i, NULL);
                 if (n == 0) {
                     set_err(err, err_len, "invalid JSON: invalid UTF-8 at byte %zu", i);
                     return SL_EPARSE;

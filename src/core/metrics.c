@@ -6,6 +6,7 @@
 
 #include "core/common.h"
 #include "core/log.h"
+#include "core/utf8.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -126,21 +127,10 @@ static void *cache_alloc(size_t n) {
     return p;
 }
 
-static uint64_t dbl_bits(double d) {
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static double bits_dbl(uint64_t u) {
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
-
 static void atomic_add_double(_Atomic uint64_t *p, double delta) {
     uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(p, &old, dbl_bits(bits_dbl(old) + delta),
+    while (!atomic_compare_exchange_weak_explicit(p, &old,
+                                                  sl_double_bits(sl_bits_double(old) + delta),
                                                   memory_order_relaxed, memory_order_relaxed)) {
     }
 }
@@ -172,58 +162,8 @@ static bool valid_name(const char *s, bool metric) {
     return true;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (Unicode Table 3-7), or 0 when ill-formed, with
- * *bad the length of the maximal ill-formed subpart. s is NUL-terminated. */
-static size_t utf8_seq(const unsigned char *s, size_t *bad) {
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t len;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        *bad = 1;
-        return 0;
-    }
-    for (size_t i = 1; i < len; i++) {
-        unsigned char min = i == 1 ? lo : 0x80, max = i == 1 ? hi : 0xbf;
-        if (s[i] < min || s[i] > max) { /* also stops at the NUL */
-            *bad = i;
-            return 0;
-        }
-    }
-    return len;
-}
-
-/* Prometheus rejects a whole scrape over one label value that is not UTF-8, and label values
- * often come from requests (model names, routes): ill-formed bytes become U+FFFD. Returns NULL
- * when s is already valid. */
-static char *utf8_sanitize(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    sl_buf_t b = SL_BUF_INIT; /* stays empty while s is valid */
-    size_t i = 0, bad;
-    while (p[i]) {
-        size_t len = p[i] < 0x80 ? 1 : utf8_seq(p + i, &bad);
-        if (len && b.data) sl_buf_append(&b, p + i, len);
-        if (len) {
-            i += len;
-            continue;
-        }
-        if (!b.data) sl_buf_append(&b, s, i); /* the valid prefix */
-        sl_buf_append(&b, "\xef\xbf\xbd", 3);
-        i += bad;
-    }
-    return b.data;
-}
-
 static char *dup_utf8(const char *s) {
-    char *clean = utf8_sanitize(s);
+    char *clean = sl_utf8_sanitize(s);
     return clean ? clean : sl_strdup(s);
 }
 
@@ -505,7 +445,7 @@ static series_t *series_get(sl_metric_family_t *f, const char *const *values) {
     char *clean[SL_METRICS_MAX_LABELS + 1] = {0};
     for (unsigned i = 0; i < f->n_labels; i++) {
         SL_ASSERT(values[i]);
-        clean[i] = utf8_sanitize(values[i]);
+        clean[i] = sl_utf8_sanitize(values[i]);
         v[i] = clean[i] ? clean[i] : values[i];
     }
     uint64_t h = hash_labels(v, f->n_labels);
@@ -563,7 +503,7 @@ void sl_counter_add(sl_counter_t *c, uint64_t n) {
 }
 
 void sl_gauge_set(sl_gauge_t *g, double v) {
-    atomic_store_explicit(&g->bits, dbl_bits(v), memory_order_relaxed);
+    atomic_store_explicit(&g->bits, sl_double_bits(v), memory_order_relaxed);
 }
 
 void sl_gauge_add(sl_gauge_t *g, double delta) {
@@ -595,7 +535,7 @@ uint64_t sl_counter_value(const sl_counter_t *c) {
 }
 
 double sl_gauge_value(const sl_gauge_t *g) {
-    return bits_dbl(atomic_load_explicit(&g->bits, memory_order_relaxed));
+    return sl_bits_double(atomic_load_explicit(&g->bits, memory_order_relaxed));
 }
 
 /* Bucket counts (not cumulative, n_bounds + 1 of them) summed over shards; returns the sum. */
@@ -607,7 +547,7 @@ static double histogram_read(const sl_histogram_t *h, uint64_t *counts) {
         for (unsigned i = 0; i <= h->n_bounds; i++) {
             counts[i] += atomic_load_explicit(&shard[i], memory_order_relaxed);
         }
-        sum += bits_dbl(atomic_load_explicit(&shard[h->n_bounds + 1], memory_order_relaxed));
+        sum += sl_bits_double(atomic_load_explicit(&shard[h->n_bounds + 1], memory_order_relaxed));
     }
     return sum;
 }

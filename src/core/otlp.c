@@ -15,53 +15,10 @@
 
 /* ---- encoding ---------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not valid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
+/* A JSON string; sl_buf_json_escape replaces ill-formed UTF-8 with U+FFFD. */
 static void put_str(sl_buf_t *b, const char *s) {
-    const unsigned char *p = (const unsigned char *)(s ? s : "");
-    size_t n = strlen((const char *)p), run = 0, i = 0;
     sl_buf_putc(b, '"');
-    while (i < n) {
-        size_t l = utf8_len(p + i, n - i);
-        if (l == 0) {
-            sl_buf_json_escape(b, (const char *)p + i - run, run);
-            sl_buf_puts(b, "\\ufffd");
-            run = 0;
-            i++;
-            continue;
-        }
-        run += l;
-        i += l;
-    }
-    sl_buf_json_escape(b, (const char *)p + n - run, run);
+    if (s) sl_buf_json_escape(b, s, strlen(s));
     sl_buf_putc(b, '"');
 }
 

@@ -186,18 +186,6 @@ void sl_span_id_hex(const sl_trace_ctx_t *ctx, char out[17]) {
 
 /* ---- tracer ------------------------------------------------------------------------------ */
 
-static uint64_t dbl_bits(double d) {
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return u;
-}
-
-static double bits_dbl(uint64_t u) {
-    double d;
-    memcpy(&d, &u, sizeof d);
-    return d;
-}
-
 static double clamp_ratio(double r) {
     return isnan(r) || r < 0 ? 0 : r > 1 ? 1 : r;
 }
@@ -221,7 +209,7 @@ sl_tracer_t *sl_tracer_new(const sl_tracer_opts_t *opts, uv_loop_t *export_loop,
         return NULL;
     }
     sl_tracer_t *t = sl_calloc(1, sizeof *t);
-    atomic_store(&t->ratio_bits, dbl_bits(clamp_ratio(opts->sample_ratio)));
+    atomic_store(&t->ratio_bits, sl_double_bits(clamp_ratio(opts->sample_ratio)));
     if (opts->endpoint && opts->endpoint[0]) {
         uint32_t q = opts->queue_size ? opts->queue_size : 2048;
         sl_otlp_exporter_opts_t eo = {
@@ -265,7 +253,7 @@ void sl_tracer_shutdown(sl_tracer_t *t, void (*done)(void *arg), void *arg) {
 }
 
 void sl_tracer_set_sample_ratio(sl_tracer_t *t, double ratio) {
-    atomic_store(&t->ratio_bits, dbl_bits(clamp_ratio(ratio)));
+    atomic_store(&t->ratio_bits, sl_double_bits(clamp_ratio(ratio)));
 }
 
 uint64_t sl_tracer_dropped(const sl_tracer_t *t) {
@@ -279,7 +267,7 @@ uint64_t sl_tracer_exported(const sl_tracer_t *t) {
 /* Root sampling is a function of the trace id alone (its lower 8 bytes as a big-endian uint64
  * against ratio * 2^64), so every service with the same ratio makes the same decision. */
 static bool sample_root(const sl_tracer_t *t, const uint8_t trace_id[16]) {
-    double r = bits_dbl(atomic_load_explicit(&t->ratio_bits, memory_order_relaxed));
+    double r = sl_bits_double(atomic_load_explicit(&t->ratio_bits, memory_order_relaxed));
     if (r >= 1) return true;
     if (r <= 0) return false;
     uint64_t low = 0;

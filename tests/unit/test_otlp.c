@@ -278,7 +278,7 @@ static void test_encode_escapes_and_utf8(void **state) {
     const cJSON *attr0 = cJSON_GetArrayItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(rs, "resource"), "attributes"), 0);
     assert_string_equal(jstr(cJSON_GetObjectItem(attr0, "value"), "stringValue"),
-                        "svc \xef\xbf\xbd\xef\xbf\xbd"); /* one U+FFFD per bad byte */
+                        "svc \xef\xbf\xbd"); /* one U+FFFD per maximal ill-formed subpart */
     const cJSON *span = cJSON_GetArrayItem(
         cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0), "spans"),
         0);
