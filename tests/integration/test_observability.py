@@ -3,6 +3,7 @@ and OTLP traces (a small in-test collector receives them)."""
 import json
 import os
 import re
+import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -134,3 +135,17 @@ def test_traces_exported_as_otlp_json(sluice_factory):
         requests.get(srv.url("gateway", "/livez"), timeout=5)
     finally:
         col.shutdown()
+
+
+def test_sighup_reloads_and_restart_only_options_are_kept(sluice_factory):
+    srv = sluice_factory(targets="worker")
+    port_before = srv.port("worker")
+    srv.rewrite_config({"worker": {"http_port": port_before + 1}, "log": {"rate_limit": 50}})
+    wait_until(lambda: any(l["msg"] == "config reloaded" for l in srv.log_lines()), 10, "reload")
+    warn = [l for l in srv.log_lines() if "restart" in l["msg"]]
+    assert warn and "worker.http_port" in json.dumps(warn[0])
+    # The port that needs a restart did not move.
+    assert requests.get(f"http://127.0.0.1:{port_before}/readyz", timeout=5).status_code == 200
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: any("SIGHUP" in l["msg"] for l in srv.log_lines()), 10, "SIGHUP logged")
+    assert srv.proc.poll() is None
