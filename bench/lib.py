@@ -26,11 +26,30 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 HOST = "127.0.0.1"
 
+
+
+def env_int(name, default, lo, hi):
+    """An integer knob from the environment, within [lo, hi]; a bad value stops with a clear
+    message (benchmarks must stay bounded in time)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        v = None
+    if v is None or not lo <= v <= hi:
+        print(f"[bench] error: {name}={raw!r}: expected an integer from {lo} to {hi}",
+              file=sys.stderr)
+        sys.exit(2)
+    return v
+
+
 # Knobs shared by all benchmarks (environment variables, so `make bench` needs no arguments).
-DURATION = int(os.environ.get("BENCH_DURATION", "5"))  # seconds per measured run
-WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))  # seconds of warm-up per server and request
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))  # measured runs per cell; the median is kept
-CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+DURATION = env_int("BENCH_DURATION", 5, 1, 120)  # seconds per measured run
+WARMUP = env_int("BENCH_WARMUP", 2, 0, 60)  # seconds of warm-up per server and request
+REPEAT = env_int("BENCH_REPEAT", 3, 1, 15)  # measured runs per cell; the median is kept
+CONNECTIONS = env_int("BENCH_CONNECTIONS", 50, 1, 10000)
 PAYLOAD_BYTES = 1024
 
 _procs = []  # (Popen, name) started by spawn(), stopped by cleanup()

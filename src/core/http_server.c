@@ -229,9 +229,8 @@ static void release_wsegs(http_conn_t *c) {
     c->n_wsegs = 0;
 }
 
-static void on_write(uv_write_t *w, int status) {
-    http_conn_t *c = w->data;
-    c->writing = false;
+/* What follows a completed write, whether it finished at once or in on_write. */
+static void write_done(http_conn_t *c, int status) {
     release_wsegs(c);
     sl_buf_reset(&c->out[1 - c->out_fill]);
     if (c->base.closing) return;
@@ -249,6 +248,12 @@ static void on_write(uv_write_t *w, int status) {
         return;
     }
     conn_resume(c);
+}
+
+static void on_write(uv_write_t *w, int status) {
+    http_conn_t *c = w->data;
+    c->writing = false;
+    write_done(c, status);
 }
 
 static void conn_flush(http_conn_t *c) {
@@ -276,9 +281,32 @@ static void conn_flush(http_conn_t *c) {
     c->n_wsegs = c->n_segs;
     c->n_segs = 0;
     c->out_fill = 1 - c->out_fill; /* new output goes to the other buffer meanwhile */
+
+    /* Most responses fit the socket buffer: write them now. Handing them to uv_write instead
+     * would make libuv drop and re-arm the socket's write interest, one epoll_ctl per request,
+     * which measurably delays the requests that arrived meanwhile. */
+    unsigned nbufs = c->n_wsegs;
+    uv_buf_t *rest = bufs;
+    int wrote = uv_try_write((uv_stream_t *)&c->base.tcp, bufs, nbufs);
+    if (wrote < 0 && wrote != UV_EAGAIN) {
+        write_done(c, wrote);
+        return;
+    }
+    size_t left = wrote > 0 ? (size_t)wrote : 0;
+    while (nbufs > 0 && left >= rest->len) {
+        left -= rest->len;
+        rest++;
+        nbufs--;
+    }
+    if (nbufs == 0) {
+        write_done(c, 0);
+        return;
+    }
+    rest->base += left;
+    rest->len -= left;
     c->writing = true;
     c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->base.tcp, bufs, c->n_wsegs, on_write);
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->base.tcp, rest, nbufs, on_write);
     if (rc < 0) {
         c->writing = false;
         release_wsegs(c);
@@ -806,6 +834,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (c->base.closing) return;
     conn_flush(c);
+    if (c->base.closing) return;
     if (c->phase == PH_WAIT && !c->close_after_write && !c->writing) {
         arm_read_timer(c, c->srv->limits.idle_timeout_ms);
     }
@@ -832,7 +861,7 @@ static void conn_resume(http_conn_t *c) {
         sl_buf_free(&parked);
         if (c->base.closing) return;
         conn_flush(c);
-        if (c->phase == PH_HANDLER || c->writing) return;
+        if (c->base.closing || c->phase == PH_HANDLER || c->writing) return;
     } else if (llhttp_get_errno(&c->parser) == HPE_PAUSED) {
         llhttp_resume(&c->parser);
     }
