@@ -46,9 +46,9 @@ def env_int(name, default, lo, hi):
 
 
 # Knobs shared by all benchmarks (environment variables, so `make bench` needs no arguments).
-DURATION = env_int("BENCH_DURATION", 5, 1, 120)  # seconds per measured run
-WARMUP = env_int("BENCH_WARMUP", 2, 0, 60)  # seconds of warm-up per server and request
-REPEAT = env_int("BENCH_REPEAT", 3, 1, 15)  # measured runs per cell; the median is kept
+DURATION = env_int("BENCH_DURATION", 3, 1, 120)  # seconds per measured run
+WARMUP = env_int("BENCH_WARMUP", 1, 0, 60)  # seconds of warm-up per server and request
+REPEAT = env_int("BENCH_REPEAT", 7, 1, 15)  # measured runs per cell; the median is kept
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 50, 1, 10000)
 PAYLOAD_BYTES = 1024
 
