@@ -103,7 +103,8 @@ static void on_stopping(sl_runtime_t *rt, void *arg) {
 }
 
 static void free_components(serve_t *s, size_t n) {
-    for (size_t i = n; i-- > 0;) s->comps[i]->free(s->states[i]);
+    for (size_t i = n; i-- > 0;)
+        s->comps[i]->free(s->states[i]);
 }
 
 /* Every I/O thread has finished: release the components while the configuration they were

@@ -22,7 +22,7 @@ const char *sl_strerror(int status) {
     }
 }
 
-_Noreturn void sl__assert_fail(const char *expr, const char *file, int line) {
+void sl__assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "sluice: assertion failed: %s (%s:%d)\n", expr, file, line);
     abort();
 }

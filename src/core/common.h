@@ -45,7 +45,7 @@ const char *sl_strerror(int status);
     do {                                                                                           \
         if (!(cond)) sl__assert_fail(#cond, __FILE__, __LINE__);                                   \
     } while (0)
-_Noreturn void sl__assert_fail(const char *expr, const char *file, int line);
+__attribute__((noreturn)) void sl__assert_fail(const char *expr, const char *file, int line);
 
 /* Allocation for server code: out of memory aborts (Redis' zmalloc policy), so callers never
  * check for NULL. Free with free(). */

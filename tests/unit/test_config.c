@@ -766,8 +766,7 @@ static void test_docs_list_every_option(void **state) {
         assert_non_null(h);
         assert_true(strstr(md.data, row) > h);
     }
-    assert_non_null(
-        strstr(md.data, "| `server.drain_timeout` | duration | `15s` | 0..1h | no |"));
+    assert_non_null(strstr(md.data, "| `server.drain_timeout` | duration | `15s` | 0..1h | no |"));
     assert_non_null(strstr(md.data, "| `http.max_body_bytes` | size | `16MiB` | 0..64GiB | no |"));
     assert_non_null(strstr(md.data, "| `log.level` | enum | `info` | `debug`, `info`, `warn`, "
                                     "`error` | yes |"));
