@@ -101,7 +101,10 @@ const http_route_t *http_router_match(const sl_http_server_t *s, const sl_http_r
         bool pre = r->prefix && req->path.len >= r->path_len &&
                    memcmp(req->path.ptr, r->path, r->path_len) == 0;
         if (!exact && !pre) continue;
-        if (r->method && !sl_str_eq(req->method, r->method)) {
+        /* HEAD is answered by GET routes, without the body (RFC 9110 9.3.2). */
+        bool head_as_get =
+            sl_str_eq(req->method, "HEAD") && strcmp(r->method ? r->method : "", "GET") == 0;
+        if (r->method && !head_as_get && !sl_str_eq(req->method, r->method)) {
             *method_mismatch = true;
             continue;
         }

@@ -320,12 +320,13 @@ static void conn_flush(http_conn_t *c) {
 
 /* Appends a complete response to the output. body is copied unless it is big and owned, in
  * which case it is written in place and freed after the write. */
-static void emit_response(http_conn_t *c, int status, const char *content_type, const void *body,
-                          size_t len, bool body_owned, const sl_buf_t *extra, bool close) {
+/* Appends a response head: status line, Server, Date, Content-Type, Content-Length, extra. */
+static void emit_head(http_conn_t *c, int status, const char *content_type, size_t len,
+                      const sl_buf_t *extra, bool close, size_t body_hint) {
     sl_buf_t *b = &c->out[c->out_fill];
     char line[64];
     int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, sl_http_reason(status));
-    sl_buf_reserve(b, 160 + (extra ? extra->len : 0) + (len < BIG_BODY ? len : 0));
+    sl_buf_reserve(b, 160 + (extra ? extra->len : 0) + body_hint);
     sl_buf_append(b, line, (size_t)n);
     sl_buf_puts(b, "Server: sluice\r\n");
     sl_buf_puts(b, date_header());
@@ -334,11 +335,21 @@ static void emit_response(http_conn_t *c, int status, const char *content_type, 
         sl_buf_puts(b, content_type);
         sl_buf_puts(b, "\r\n");
     }
-    n = snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
-    sl_buf_append(b, line, (size_t)n);
+    if (status != 204) {
+        n = snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
+        sl_buf_append(b, line, (size_t)n);
+    }
     if (close) sl_buf_puts(b, "Connection: close\r\n");
     if (extra && extra->len) sl_buf_append(b, extra->data, extra->len);
     sl_buf_puts(b, "\r\n");
+}
+
+/* Appends a complete response to the output. body is copied unless it is big, in which case
+ * it is written in place (and freed after the write when owned). */
+static void emit_response(http_conn_t *c, int status, const char *content_type, const void *body,
+                          size_t len, bool body_owned, const sl_buf_t *extra, bool close) {
+    emit_head(c, status, content_type, len, extra, close, len < BIG_BODY ? len : 0);
+    sl_buf_t *b = &c->out[c->out_fill];
     if (len >= BIG_BODY) {
         size_t sealed = 0;
         for (unsigned i = 0; i < c->n_segs; i++) {
@@ -733,7 +744,14 @@ static void respond(sl_http_req_t *req, int status, const char *content_type, co
         return;
     }
     bool close = !c->keep_alive || c->close_after_write || c->draining;
-    emit_response(c, status, content_type, body, len, owned, &c->resp_headers, close);
+    if (c->parser.method == HTTP_HEAD || status == 204 || status == 304) {
+        /* No body on the wire (RFC 9110 9.3.2, 15.3.5, 15.4.5); HEAD keeps the length a GET
+         * would have had. */
+        if (owned) free((void *)body);
+        emit_head(c, status, content_type, status == 204 ? 0 : len, &c->resp_headers, close, 0);
+    } else {
+        emit_response(c, status, content_type, body, len, owned, &c->resp_headers, close);
+    }
     if (close) c->close_after_write = true;
     c->phase = PH_WAIT;
     if (!c->in_read_cb) {

@@ -284,3 +284,19 @@ def test_drain_deadline_forces_exit(sluice_factory):
     assert is_closed(s, timeout=1)
     lines = srv.log_lines()
     assert any(l["msg"].startswith("drain deadline passed") for l in lines)
+
+
+def test_head_gets_headers_only_and_keeps_framing(srv):
+    s = connect(port(srv))
+    s.sendall(b"HEAD /livez HTTP/1.1\r\nHost: x\r\n\r\nHEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while data.count(b"HTTP/1.1 ") < 3 or not data.endswith(b"ok\n"):
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    heads = data.split(b"HTTP/1.1 ")[1:]
+    assert heads[0].startswith(b"200") and b"Content-Length: 3\r\n" in heads[0]
+    assert heads[0].endswith(b"\r\n\r\n")  # no body after a HEAD response
+    assert heads[1].startswith(b"404") and heads[1].endswith(b"\r\n\r\n")
+    assert heads[2].startswith(b"200") and heads[2].endswith(b"\r\n\r\nok\n")
