@@ -259,6 +259,48 @@ static void test_post_runs_on_loop_thread(void **state) {
     sl_runtime_free(rt);
 }
 
+/* Blocking work goes to libuv's thread pool, sized by worker_threads, and its completion runs
+ * back on the I/O loop that queued it. */
+typedef struct {
+    uv_work_t req;
+    sl_runtime_t *rt;
+    pthread_t worker, after, loop_thread;
+    bool done;
+} work_probe_t;
+
+static void work_cb(uv_work_t *w) {
+    work_probe_t *p = w->data;
+    p->worker = pthread_self();
+}
+
+static void after_cb(uv_work_t *w, int status) {
+    work_probe_t *p = w->data;
+    p->after = pthread_self();
+    p->done = status == 0;
+    sl_runtime_stop(p->rt);
+}
+
+static void queue(void *arg) {
+    work_probe_t *p = arg;
+    p->loop_thread = pthread_self();
+    p->req.data = p;
+    uv_queue_work(sl_loop_uv(sl_loop_current()), &p->req, work_cb, after_cb);
+}
+
+static void test_worker_pool(void **state) {
+    sl_runtime_opts_t o = {.io_threads = 1, .worker_threads = 3, .drain_timeout_ms = 1000};
+    sl_runtime_t *rt = sl_runtime_new(&o);
+    assert_string_equal(getenv("UV_THREADPOOL_SIZE"), "3");
+    work_probe_t p = {.rt = rt};
+    running_t r = start(rt);
+    assert_int_equal(sl_loop_post(sl_runtime_loop(rt, 0), queue, &p), 0);
+    pthread_join(r.th, NULL);
+    assert_true(p.done);
+    assert_false(pthread_equal(p.worker, p.loop_thread));
+    assert_true(pthread_equal(p.after, p.loop_thread));
+    sl_runtime_free(rt);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serve_and_graceful_stop),
@@ -267,6 +309,7 @@ int main(void) {
         cmocka_unit_test(test_port_in_use),
         cmocka_unit_test(test_second_reuseport_listener_refused),
         cmocka_unit_test(test_post_runs_on_loop_thread),
+        cmocka_unit_test(test_worker_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
