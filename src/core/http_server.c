@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 /* Bodies at least this large are written from their own buffer instead of being copied into
@@ -934,11 +935,21 @@ static void http_conn_reject(sl_conn_t *base) {
     conn_flush(c);
 }
 
+/* True when the client's next request has already reached the socket but was not read yet. */
+static bool input_waiting(http_conn_t *c) {
+    uv_os_fd_t fd;
+    char byte;
+    if (uv_fileno((uv_handle_t *)&c->base.tcp, &fd) != 0) return false;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 static void http_conn_drain(sl_conn_t *base) {
     http_conn_t *c = SL_CONTAINER_OF(base, http_conn_t, base);
     c->draining = true;
     if (c->phase == PH_WAIT && !c->writing && c->n_segs == 0) {
-        conn_close(c);
+        /* An idle connection closes now, unless a request already arrived: that one is served
+         * (with Connection: close) rather than lost to the race between client and signal. */
+        if (!input_waiting(c)) conn_close(c);
     } else if (c->phase != PH_HANDLER) {
         /* A request still being read is answered, then the connection closes. */
         c->close_after_write = c->phase == PH_WAIT;
