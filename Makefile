@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CONFIG     ?= examples/quickstart/sluice.yaml
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps build run test unit sanitize fuzz fuzz-smoke bench docs format clean
+.PHONY: all deps build run test unit sanitize fuzz fuzz-smoke bench docs models format clean
 
 all: build
 
@@ -54,6 +54,11 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 
 bench: build
 	@bench/run
+
+# Retrains the example models (needs python3-torch and python3-sklearn; tests never do).
+models:
+	@cd examples/models && for s in mlp_digits lenet_digits logistic_breast_cancer transformer_sentiment; do \
+		/usr/bin/python3 $$s.py || exit 1; done
 
 docs: build
 	@$(BUILD)/sluice config docs > docs/configuration.md
