@@ -68,3 +68,11 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# Regenerates docs/onnx-conformance.md and the committed list of passing ONNX tests, on purpose:
+# review the diff of tests/conformance/onnx/passing.txt before committing it.
+ONNX_TESTDATA ?= /usr/share/libonnx-testdata/data
+.PHONY: conformance-report
+conformance-report: build
+	@$(BUILD)/onnx_conformance --data $(ONNX_TESTDATA) --report docs/onnx-conformance.md \
+		--write-passing tests/conformance/onnx/passing.txt

@@ -134,6 +134,12 @@ typedef struct sl_model_report {
     int64_t n_params; /* elements in initializers */
     bool runnable;
     char why_not[512]; /* when !runnable: the first reason (missing op with domain and opset) */
+    /* The model as far as it could be read, to describe it through the accessors above
+     * (inputs, outputs, opsets, producer) even when it cannot run; NULL when its graph is
+     * invalid (cycle, missing value, ...). sl_run_new refuses it when !runnable. Owned by the
+     * report (info_owned) unless it is also the model returned through model_or_null. */
+    const sl_model_t *info;
+    bool info_owned;
 } sl_model_report_t;
 
 /* Parses path without requiring that the engine can run it. Free with sl_model_report_free. */

@@ -235,13 +235,25 @@ def test_method_not_allowed_and_not_found(srv):
 
 def test_connection_limit_answers_503(sluice_factory):
     srv = sluice_factory(targets="gateway", config={"http": {"max_connections": 4}})
-    held = [connect(srv.port("gateway")) for _ in range(4)]
-    for h in held:  # make sure all four are accepted and counted
-        h.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert read_response(h)[0] == 200
+
+    def hold_one():
+        # The readiness probe's connection may still be closing on the server: retry until a
+        # slot is ours and answers.
+        def attempt():
+            h = connect(srv.port("gateway"))
+            h.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            resp = read_response(h)
+            if resp and resp[0] == 200:
+                return h
+            h.close()
+            return None
+        return wait_until(attempt, 5, "a connection slot")
+
+    held = [hold_one() for _ in range(4)]
     extra = connect(srv.port("gateway"))
     data = read_until_close(extra)
     assert data.startswith(b"HTTP/1.1 503"), data
+    assert json.loads(data.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "unavailable"
     for h in held:
         h.close()
     wait_until(lambda: requests.get(srv.url("gateway", "/livez"), timeout=1).status_code == 200, 5,
