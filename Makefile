@@ -53,10 +53,13 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -j 1 -R '^fuzz\.'
 
 bench: build
+	@scripts/install-deps --bench
 	@bench/run
+	@bench/engine/run --write
 
 # Retrains the example models (needs python3-torch and python3-sklearn; tests never do).
 models:
+	@scripts/install-deps --bench
 	@cd examples/models && for s in mlp_digits lenet_digits logistic_breast_cancer transformer_sentiment; do \
 		/usr/bin/python3 $$s.py || exit 1; done
 

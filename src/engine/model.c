@@ -405,13 +405,15 @@ static sl_eng_status_t convert_node(build_t *b, size_t idx, const Onnx__NodeProt
         }
     }
     /* Trailing omitted optionals ("x", "") mean the same as leaving them out; trimming them lets
-     * each kernel's arity check see what is really there. No supported op has an optional
-     * first input, so an empty one is an error here rather than a NULL for every kernel. */
+     * each kernel's arity check see what is really there. No op the engine runs has an
+     * optional first input, so for those an empty one is an error here rather than a NULL for
+     * every kernel; ops it cannot run (Scan's first input is optional) are reported as such
+     * below. */
     while (n->n_inputs > 0 && ins[n->n_inputs - 1] < 0)
         n->n_inputs--;
     while (n->n_outputs > 0 && outs[n->n_outputs - 1] < 0)
         n->n_outputs--;
-    if (n->n_inputs > 0 && ins[0] < 0)
+    if (n->n_inputs > 0 && ins[0] < 0 && sl_op_find(n->domain, n->op_type, n->opset))
         return sl_node_error(n, &b->e, SL_ENG_EGRAPH, "its first input has an empty name");
     if (n->n_outputs == 0)
         return sl_node_error(n, &b->e, SL_ENG_EGRAPH, "has no outputs (every op has at least one)");
