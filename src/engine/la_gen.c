@@ -9,30 +9,6 @@
 
 #define MAXD SL_MAX_DIMS
 
-static sl_eng_status_t set_out(const sl_node_t *n, sl_tensor_t *o, sl_dtype_t dt, int nd,
-                               const int64_t *dims, sl_eng_error_t *err) {
-    sl_eng_status_t s = sl_la__check_dims(n, nd, dims, sl_dtype_size(dt), err);
-    if (s) return s;
-    o->dtype = dt;
-    o->ndim = nd;
-    for (int i = 0; i < nd; i++)
-        o->dims[i] = dims[i];
-    return SL_ENG_OK;
-}
-
-/* Writes n copies of the esize bytes at val to dst. */
-static void fill(void *dst, const void *val, size_t esize, int64_t n) {
-    char *d = dst;
-    if (n <= 0) return;
-    memcpy(d, val, esize);
-    size_t done = esize, total = (size_t)n * esize;
-    while (done < total) {
-        size_t c = done < total - done ? done : total - done;
-        memcpy(d + done, d, c);
-        done += c;
-    }
-}
-
 /* ---- Constant ---- */
 
 /* The value a Constant node outputs, as a view of its attribute (owned by the model). */
@@ -74,7 +50,7 @@ sl_eng_status_t sl_la__constant_infer(const sl_node_t *n, const sl_tensor_t *con
     if (s) return s;
     sl_tensor_t v;
     if ((s = constant_value(n, &v, err))) return s;
-    return set_out(n, &out[0], v.dtype, v.ndim, v.dims, err);
+    return sl_la__set_out(n, &out[0], v.dtype, v.ndim, v.dims, err);
 }
 
 sl_eng_status_t sl_la__constant_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -118,7 +94,7 @@ sl_eng_status_t sl_la__constant_of_shape_infer(const sl_node_t *n, const sl_tens
     int64_t dims[MAXD];
     int cnt;
     if ((s = sl_la__read_ints(n, in[0], "input 'input'", MAXD, dims, &cnt, err))) return s;
-    return set_out(n, &out[0], v.dtype, cnt, dims, err);
+    return sl_la__set_out(n, &out[0], v.dtype, cnt, dims, err);
 }
 
 sl_eng_status_t sl_la__constant_of_shape_run(const sl_node_t *n, const sl_tensor_t *const *in,
@@ -126,7 +102,7 @@ sl_eng_status_t sl_la__constant_of_shape_run(const sl_node_t *n, const sl_tensor
     sl_tensor_t v;
     sl_eng_status_t s = cos_value(n, &v, k->err);
     if (s) return s;
-    fill(out[0].data, v.data, sl_dtype_size(v.dtype), sl_tensor_numel(&out[0]));
+    sl_la__fill(out[0].data, v.data, sl_dtype_size(v.dtype), sl_tensor_numel(&out[0]));
     return SL_ENG_OK;
 }
 
@@ -182,7 +158,7 @@ sl_eng_status_t sl_la__range_infer(const sl_node_t *n, const sl_tensor_t *const 
     if (s) return s;
     int64_t c;
     if ((s = range_count(n, in, &c, err))) return s;
-    return set_out(n, &out[0], in[0]->dtype, 1, &c, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, 1, &c, err);
 }
 
 sl_eng_status_t sl_la__range_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -332,7 +308,7 @@ sl_eng_status_t sl_la__pad_infer(const sl_node_t *n, const sl_tensor_t *const *i
                 n, err, SL_ENG_ESHAPE, "pads %lld and %lld make dim %d of size %lld negative",
                 (long long)p.pads[i], (long long)p.pads[i + x->ndim], i, (long long)x->dims[i]);
     }
-    return set_out(n, &out[0], x->dtype, x->ndim, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, x->ndim, dims, err);
 }
 
 /* Where output index o (before padding removed: i = o - pad) reads in a dim of size d; -1 for
@@ -388,7 +364,7 @@ sl_eng_status_t sl_la__pad_run(const sl_node_t *n, const sl_tensor_t *const *in,
             off += src * st[j];
         }
         if (constant_row || d == 0) {
-            fill(dst, p.value, es, ow);
+            sl_la__fill(dst, p.value, es, ow);
         } else {
             const char *row = base + off * (int64_t)es;
             for (int64_t c = 0; c < lo && c < ow; c++) {

@@ -10,17 +10,6 @@
 
 #define MAXD SL_MAX_DIMS
 
-static sl_eng_status_t set_out(const sl_node_t *n, sl_tensor_t *o, sl_dtype_t dt, int nd,
-                               const int64_t *dims, sl_eng_error_t *err) {
-    sl_eng_status_t s = sl_la__check_dims(n, nd, dims, sl_dtype_size(dt), err);
-    if (s) return s;
-    o->dtype = dt;
-    o->ndim = nd;
-    for (int i = 0; i < nd; i++)
-        o->dims[i] = dims[i];
-    return SL_ENG_OK;
-}
-
 static sl_eng_status_t check_indices_dtype(const sl_node_t *n, const sl_tensor_t *t,
                                            sl_eng_error_t *err) {
     if (t->dtype != SL_DT_INT64 && t->dtype != SL_DT_INT32)
@@ -87,7 +76,7 @@ sl_eng_status_t sl_la__gather_infer(const sl_node_t *n, const sl_tensor_t *const
         dims[j++] = idx->dims[i];
     for (int i = axis + 1; i < x->ndim; i++)
         dims[j++] = x->dims[i];
-    return set_out(n, &out[0], x->dtype, nd, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, nd, dims, err);
 }
 
 sl_eng_status_t sl_la__gather_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -171,7 +160,7 @@ sl_eng_status_t sl_la__gather_elements_infer(const sl_node_t *n, const sl_tensor
     if (s) return s;
     int axis;
     if ((s = elements_check(n, in[0], in[1], &axis, err))) return s;
-    return set_out(n, &out[0], in[0]->dtype, in[1]->ndim, in[1]->dims, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, in[1]->ndim, in[1]->dims, err);
 }
 
 sl_eng_status_t sl_la__gather_elements_run(const sl_node_t *n, const sl_tensor_t *const *in,
@@ -227,7 +216,7 @@ sl_eng_status_t sl_la__scatter_elements_infer(const sl_node_t *n, const sl_tenso
     if (in[2]->ndim != in[1]->ndim ||
         memcmp(in[2]->dims, in[1]->dims, sizeof(int64_t) * (size_t)in[1]->ndim) != 0)
         return sl_node_error(n, err, SL_ENG_ESHAPE, "updates and indices must have the same shape");
-    return set_out(n, &out[0], in[0]->dtype, in[0]->ndim, in[0]->dims, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, in[0]->ndim, in[0]->dims, err);
 }
 
 sl_eng_status_t sl_la__scatter_elements_run(const sl_node_t *n, const sl_tensor_t *const *in,
@@ -326,7 +315,7 @@ sl_eng_status_t sl_la__onehot_infer(const sl_node_t *n, const sl_tensor_t *const
     int64_t dims[MAXD];
     for (int i = 0, j = 0; i <= idx->ndim; i++)
         dims[i] = i == axis ? depth : idx->dims[j++];
-    return set_out(n, &out[0], in[2]->dtype, idx->ndim + 1, dims, err);
+    return sl_la__set_out(n, &out[0], in[2]->dtype, idx->ndim + 1, dims, err);
 }
 
 sl_eng_status_t sl_la__onehot_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -433,7 +422,7 @@ sl_eng_status_t sl_la__nonzero_infer(const sl_node_t *n, const sl_tensor_t *cons
         return sl_node_error(n, err, SL_ENG_EUNSUPPORTED,
                              "the values of input 'X' must be known when shapes are computed");
     int64_t dims[2] = {in[0]->ndim ? in[0]->ndim : 1, nonzero_scan(in[0], NULL, 0)};
-    return set_out(n, &out[0], SL_DT_INT64, 2, dims, err);
+    return sl_la__set_out(n, &out[0], SL_DT_INT64, 2, dims, err);
 }
 
 sl_eng_status_t sl_la__nonzero_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -467,7 +456,7 @@ sl_eng_status_t sl_la__trilu_infer(const sl_node_t *n, const sl_tensor_t *const 
                              in[0]->ndim);
     int64_t kk;
     if ((s = trilu_k(n, in, n_in, &kk, err))) return s;
-    return set_out(n, &out[0], in[0]->dtype, in[0]->ndim, in[0]->dims, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, in[0]->ndim, in[0]->dims, err);
 }
 
 sl_eng_status_t sl_la__trilu_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,

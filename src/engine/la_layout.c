@@ -108,7 +108,8 @@ static void transpose_block(char *restrict dst, const char *restrict src, size_t
 #undef TR
 }
 
-static void fill_row(char *dst, const char *val, size_t esize, int64_t n) {
+void sl_la__fill(void *dst_, const void *val, size_t esize, int64_t n) {
+    char *dst = dst_;
     if (n <= 0) return;
     memcpy(dst, val, esize);
     /* Doubling memcpy: log2(n) calls whatever the element size. */
@@ -172,7 +173,7 @@ void sl_la__copy_strided(void *dst, const void *src, size_t esize, int nd, const
             copy_row(q, p, esize, d[m - 1], s[m - 1]);
             break;
         case FILL:
-            fill_row(q, p, esize, d[m - 1]);
+            sl_la__fill(q, p, esize, d[m - 1]);
             break;
         case TRANSPOSE:
             transpose_block(q, p, esize, d[m - 2], d[m - 1], s[m - 1]);
@@ -328,5 +329,16 @@ sl_eng_status_t sl_la__copy_run(const sl_node_t *n, const sl_tensor_t *const *in
                                 sl_tensor_t *out, int n_out, sl_kctx_t *k) {
     size_t bytes = sl_tensor_nbytes(in[0]);
     if (bytes && out[0].data != in[0]->data) memcpy(out[0].data, in[0]->data, bytes);
+    return SL_ENG_OK;
+}
+
+sl_eng_status_t sl_la__set_out(const sl_node_t *n, sl_tensor_t *o, sl_dtype_t dt, int nd,
+                               const int64_t *dims, sl_eng_error_t *err) {
+    sl_eng_status_t s = sl_la__check_dims(n, nd, dims, sl_dtype_size(dt), err);
+    if (s) return s;
+    o->dtype = dt;
+    o->ndim = nd;
+    for (int i = 0; i < nd; i++)
+        o->dims[i] = dims[i];
     return SL_ENG_OK;
 }

@@ -40,6 +40,14 @@ bool sl_la__scalar_i64(const sl_tensor_t *t, int64_t *out);
 sl_eng_status_t sl_la__check_dims(const sl_node_t *n, int nd, const int64_t *dims, size_t esize,
                                   sl_eng_error_t *err);
 
+/* Sets output o to dtype dt and dims[nd] after sl_la__check_dims (errors name the node). */
+sl_eng_status_t sl_la__set_out(const sl_node_t *n, sl_tensor_t *o, sl_dtype_t dt, int nd,
+                               const int64_t *dims, sl_eng_error_t *err);
+
+/* Writes n copies of the esize bytes at val to dst (doubling memcpy: log2(n) calls); n <= 0
+ * writes nothing. */
+void sl_la__fill(void *dst, const void *val, size_t esize, int64_t n);
+
 /* Product of dims[from..to) (1 for an empty range); callers have checked the dims. */
 int64_t sl_la__prod(const int64_t *dims, int from, int to);
 

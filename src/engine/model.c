@@ -3,16 +3,15 @@
  * declared inputs and outputs, and nodes with converted attributes and their kernels, ordered by
  * graph.c. Also the inspect report, which describes models the engine cannot run. */
 #include "engine/model_internal.h"
+#include "engine/io.h"
 
 #include <cblas.h>
 #include "engine/tensor_proto.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define DEFAULT_MAX_FILE   ((size_t)1 << 30)
 #define DEFAULT_MAX_NODES  100000
@@ -739,39 +738,28 @@ sl_eng_status_t sl_model_load_memory(const void *data, size_t len, const sl_mode
     return st;
 }
 
-static sl_eng_status_t read_file(const char *path, size_t limit, unsigned char **out, size_t *len,
+/* sl_eng__read_file_raw, with the messages a model's user reads (the limit is max_file_bytes). */
+static sl_eng_status_t read_file(const char *path, size_t limit, uint8_t **out, size_t *len,
                                  sl_eng_error_t *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sl_eng_set_error(err, SL_ENG_EIO, "cannot open '%.200s': %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_EIO, "cannot read '%.200s': not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > limit) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ELIMIT,
+    sl_eng__read_info_t in;
+    sl_eng_status_t st = sl_eng__read_file_raw(path, limit, out, len, &in);
+    switch (in.why) {
+    case SL_ENG__READ_OK:
+        break;
+    case SL_ENG__READ_OPEN:
+        return sl_eng_set_error(err, st, "cannot open '%.200s': %s", path, strerror(in.sys_errno));
+    case SL_ENG__READ_NOT_FILE:
+        return sl_eng_set_error(err, st, "cannot read '%.200s': not a regular file", path);
+    case SL_ENG__READ_TOO_BIG:
+        return sl_eng_set_error(err, st,
                                 "'%.200s' is %lld bytes, over the limit of %zu (max_file_bytes)",
-                                path, (long long)sb.st_size, limit);
+                                path, (long long)in.size, limit);
+    case SL_ENG__READ_NOMEM:
+        return sl_eng_set_error(err, st, "out of memory reading '%.200s'", path);
+    case SL_ENG__READ_SHORT:
+        return sl_eng_set_error(err, st, "cannot read '%.200s': short read", path);
     }
-    size_t n = (size_t)sb.st_size;
-    unsigned char *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ENOMEM, "out of memory reading '%.200s'", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int failed = ferror(f);
-    fclose(f);
-    if (got != n || failed) {
-        free(buf);
-        return sl_eng_set_error(err, SL_ENG_EIO, "cannot read '%.200s': short read", path);
-    }
-    *out = buf;
-    *len = n;
-    return SL_ENG_OK;
+    return st;
 }
 
 sl_eng_status_t sl_model_load_file(const char *path, const sl_model_opts_t *opts, sl_model_t **out,
@@ -779,7 +767,7 @@ sl_eng_status_t sl_model_load_file(const char *path, const sl_model_opts_t *opts
     *out = NULL;
     sl_model_opts_t o;
     fill_opts(&o, opts);
-    unsigned char *buf;
+    uint8_t *buf;
     size_t len;
     sl_eng_status_t st = read_file(path, o.max_file_bytes, &buf, &len, err);
     if (st != SL_ENG_OK) return st;
@@ -929,7 +917,7 @@ sl_eng_status_t sl_model_inspect(const char *path, sl_model_report_t *out,
     if (model_or_null) *model_or_null = NULL;
     sl_model_opts_t o;
     fill_opts(&o, NULL);
-    unsigned char *buf;
+    uint8_t *buf;
     size_t len;
     sl_eng_status_t st = read_file(path, o.max_file_bytes, &buf, &len, err);
     if (st != SL_ENG_OK) return st;

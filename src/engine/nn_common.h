@@ -72,4 +72,24 @@ typedef struct sl_nn_geom {
 sl_eng_status_t sl_nn__geom(const sl_node_t *node, const sl_tensor_t *x, const int64_t *kernel,
                             bool ceil_ok, sl_nn_geom_t *g, sl_eng_error_t *err);
 
+/* A geometry with 1 to 3 spatial axes seen as 3-D: leading unit axes (kernel, stride and
+ * dilation 1, no padding) in front, so one loop nest serves Conv1d/2d/3d and the pools. */
+typedef struct sl_nn_view3 {
+    int64_t k[3], s[3], d[3], p[3], pe[3], in[3], out[3]; /* p: begin pads, pe: end pads */
+} sl_nn_view3_t;
+
+static inline void sl_nn__view3(const sl_nn_geom_t *g, sl_nn_view3_t *t) {
+    int lead = 3 - g->nsp;
+    for (int i = 0; i < 3; i++) {
+        int j = i - lead;
+        t->k[i] = j < 0 ? 1 : g->kernel[j];
+        t->s[i] = j < 0 ? 1 : g->stride[j];
+        t->d[i] = j < 0 ? 1 : g->dilation[j];
+        t->p[i] = j < 0 ? 0 : g->pad_begin[j];
+        t->pe[i] = j < 0 ? 0 : g->pad_end[j];
+        t->in[i] = j < 0 ? 1 : g->in[j];
+        t->out[i] = j < 0 ? 1 : g->out[j];
+    }
+}
+
 #endif

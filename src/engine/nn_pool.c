@@ -18,24 +18,6 @@ static void taps(int64_t start, int64_t dil, int64_t k, int64_t lo_b, int64_t hi
     *hi = h;
 }
 
-typedef struct {
-    int64_t k[3], s[3], d[3], p[3], pe[3], in[3], out[3];
-} p3_t;
-
-static void pool3(const sl_nn_geom_t *g, p3_t *t) {
-    int lead = 3 - g->nsp;
-    for (int i = 0; i < 3; i++) {
-        int j = i - lead;
-        t->k[i] = j < 0 ? 1 : g->kernel[j];
-        t->s[i] = j < 0 ? 1 : g->stride[j];
-        t->d[i] = j < 0 ? 1 : g->dilation[j];
-        t->p[i] = j < 0 ? 0 : g->pad_begin[j];
-        t->pe[i] = j < 0 ? 0 : g->pad_end[j];
-        t->in[i] = j < 0 ? 1 : g->in[j];
-        t->out[i] = j < 0 ? 1 : g->out[j];
-    }
-}
-
 static bool is_max(const sl_node_t *node) {
     return strcmp(node->op_type, "MaxPool") == 0;
 }
@@ -75,7 +57,7 @@ sl_eng_status_t sl_nn__pool_infer(const sl_node_t *node, const sl_tensor_t *cons
  * column-major over the spatial axes. */
 #define DEF_MAXPOOL(T, LOWEST)                                                                     \
     static void maxpool_##T(const T *restrict x, T *restrict y, int64_t *restrict idx, int64_t NC, \
-                            const p3_t *g, bool colmajor) {                                        \
+                            const sl_nn_view3_t *g, bool colmajor) {                               \
         int64_t isp = g->in[0] * g->in[1] * g->in[2];                                              \
         for (int64_t nc = 0; nc < NC; nc++) {                                                      \
             const T *xc = x + nc * isp;                                                            \
@@ -122,7 +104,7 @@ DEF_MAXPOOL(int8_t, INT8_MIN)
 
 /* Mean over the taps inside the input; the divisor counts the taps inside the padded input
  * instead when count_include_pad is set. */
-static void avgpool(const float *restrict x, float *restrict y, int64_t NC, const p3_t *g,
+static void avgpool(const float *restrict x, float *restrict y, int64_t NC, const sl_nn_view3_t *g,
                     bool include_pad) {
     int64_t isp = g->in[0] * g->in[1] * g->in[2];
     for (int64_t nc = 0; nc < NC; nc++) {
@@ -164,8 +146,8 @@ sl_eng_status_t sl_nn__pool_run(const sl_node_t *node, const sl_tensor_t *const 
     sl_nn_geom_t geom;
     sl_eng_status_t s = pool_check(node, x, &geom, k->err);
     if (s) return s;
-    p3_t g;
-    pool3(&geom, &g);
+    sl_nn_view3_t g;
+    sl_nn__view3(&geom, &g);
     int64_t NC = x->dims[0] * x->dims[1];
     if (!is_max(node)) {
         avgpool(x->data, out[0].data, NC, &g, sl_attr_int(node, "count_include_pad", 0) != 0);

@@ -2,6 +2,7 @@
  * The header is a Python dict literal; it is parsed by hand, strictly and within fixed bounds,
  * because .npy files arrive from users (`sluice model run --input x=FILE.npy`). */
 #include "engine/npy.h"
+#include "engine/io.h"
 #include "engine/op.h"
 
 #include <errno.h>
@@ -9,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -276,32 +276,11 @@ sl_eng_status_t sl_npy_read_file(const char *path, size_t max_bytes, sl_tensor_t
                                  sl_eng_error_t *err) {
     memset(out, 0, sizeof *out);
     if (max_bytes == 0) max_bytes = DEFAULT_MAX_BYTES;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sl_eng_set_error(err, SL_ENG_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_EIO, "%s: not a regular file", path);
-    }
     size_t limit = max_bytes > SIZE_MAX - MAX_HEADER - 16 ? SIZE_MAX : max_bytes + MAX_HEADER + 16;
-    if ((uint64_t)sb.st_size > limit) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ELIMIT, "%s: %lld bytes, over the limit of %zu", path,
-                                (long long)sb.st_size, limit);
-    }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ENOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (got != n || bad) {
-        free(buf);
-        return sl_eng_set_error(err, SL_ENG_EIO, "%s: read %zu of %zu bytes", path, got, n);
-    }
+    uint8_t *buf;
+    size_t n;
+    sl_eng_status_t rd = sl_eng__read_file(path, limit, &buf, &n, err);
+    if (rd != SL_ENG_OK) return rd;
     sl_eng_status_t st = sl_npy_read_memory(buf, n, max_bytes, out, err);
     free(buf);
     if (st != SL_ENG_OK && err) {

@@ -119,23 +119,6 @@ sl_eng_status_t sl_nn__geom(const sl_node_t *node, const sl_tensor_t *x, const i
 
 /* ---- 3-D view: 1-D and 2-D are 3-D with leading unit axes ---- */
 
-typedef struct {
-    int64_t k[3], s[3], d[3], p[3], in[3], out[3];
-} g3_t;
-
-static void to3(const sl_nn_geom_t *g, g3_t *t) {
-    int lead = 3 - g->nsp;
-    for (int i = 0; i < 3; i++) {
-        int j = i - lead;
-        t->k[i] = j < 0 ? 1 : g->kernel[j];
-        t->s[i] = j < 0 ? 1 : g->stride[j];
-        t->d[i] = j < 0 ? 1 : g->dilation[j];
-        t->p[i] = j < 0 ? 0 : g->pad_begin[j];
-        t->in[i] = j < 0 ? 1 : g->in[j];
-        t->out[i] = j < 0 ? 1 : g->out[j];
-    }
-}
-
 /* The output positions o in [0, nout) whose input o*s - p + kk*d falls in [0, nin). */
 static void valid_range(int64_t nout, int64_t nin, int64_t s, int64_t p, int64_t off, int64_t *lo,
                         int64_t *hi) {
@@ -149,7 +132,8 @@ static void valid_range(int64_t nout, int64_t nin, int64_t s, int64_t p, int64_t
 }
 
 /* col[(c, kd, kh, kw), (od, oh, ow)] = x[c, od*s - p + kd*d, ...] or 0 in the padding. */
-static void im2col(const float *restrict x, float *restrict col, int64_t C, const g3_t *g) {
+static void im2col(const float *restrict x, float *restrict col, int64_t C,
+                   const sl_nn_view3_t *g) {
     int64_t osp = g->out[0] * g->out[1] * g->out[2], isp = g->in[0] * g->in[1] * g->in[2];
     for (int64_t c = 0; c < C; c++) {
         const float *xc = x + c * isp;
@@ -188,7 +172,8 @@ static void im2col(const float *restrict x, float *restrict col, int64_t C, cons
 
 /* The adjoint of im2col: y[c, i*s - p + k*d] += col[(c, k), i]; here g->in is the column
  * grid (ConvTranspose's input) and g->out the image (its output). */
-static void col2im(const float *restrict col, float *restrict y, int64_t C, const g3_t *g) {
+static void col2im(const float *restrict col, float *restrict y, int64_t C,
+                   const sl_nn_view3_t *g) {
     int64_t csp = g->in[0] * g->in[1] * g->in[2], ysp = g->out[0] * g->out[1] * g->out[2];
     for (int64_t c = 0; c < C; c++) {
         float *yc = y + c * ysp;
@@ -270,8 +255,8 @@ static sl_eng_status_t conv_run(const sl_node_t *node, const sl_tensor_t *const 
     sl_eng_status_t s = conv_check(node, in, n_in, &geom, &group, k->err);
     if (s) return s;
     const sl_tensor_t *x = in[0], *w = in[1], *b = n_in > 2 ? in[2] : NULL;
-    g3_t g;
-    to3(&geom, &g);
+    sl_nn_view3_t g;
+    sl_nn__view3(&geom, &g);
     int64_t N = x->dims[0], C = x->dims[1], M = w->dims[0];
     int64_t Cg = C / group, Mg = M / group;
     int64_t ksp = g.k[0] * g.k[1] * g.k[2], kdim = Cg * ksp;
@@ -314,7 +299,8 @@ static sl_eng_status_t conv_run(const sl_node_t *node, const sl_tensor_t *const 
 /* ---- ConvTranspose ---- */
 
 static sl_eng_status_t convt_check(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
-                                   g3_t *g3, int64_t *group, int64_t *out_sp, sl_eng_error_t *err) {
+                                   sl_nn_view3_t *g3, int64_t *group, int64_t *out_sp,
+                                   sl_eng_error_t *err) {
     if (n_in < 2 || !in[0] || !in[1])
         return sl_node_error(node, err, SL_ENG_EINVAL, "inputs X and W are required");
     const sl_tensor_t *x = in[0], *w = in[1], *b = n_in > 2 ? in[2] : NULL;
@@ -389,13 +375,13 @@ static sl_eng_status_t convt_check(const sl_node_t *node, const sl_tensor_t *con
         if (__builtin_mul_overflow(total, out, &total) || total > MAX_OUT_ELEMS)
             return sl_node_error(node, err, SL_ENG_ELIMIT, "output is too large");
     }
-    to3(&g, g3);
+    sl_nn__view3(&g, g3);
     return SL_ENG_OK;
 }
 
 static sl_eng_status_t convt_infer(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                    sl_tensor_t *out, int n_out, sl_eng_error_t *err) {
-    g3_t g;
+    sl_nn_view3_t g;
     int64_t group, osp[SL_MAX_DIMS];
     sl_eng_status_t s = convt_check(node, in, n_in, &g, &group, osp, err);
     if (s) return s;
@@ -410,7 +396,7 @@ static sl_eng_status_t convt_infer(const sl_node_t *node, const sl_tensor_t *con
 
 static sl_eng_status_t convt_run(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                  sl_tensor_t *out, int n_out, sl_kctx_t *k) {
-    g3_t g;
+    sl_nn_view3_t g;
     int64_t group, ospv[SL_MAX_DIMS];
     sl_eng_status_t s = convt_check(node, in, n_in, &g, &group, ospv, k->err);
     if (s) return s;

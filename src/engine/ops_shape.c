@@ -10,17 +10,6 @@
 
 #define MAXD SL_MAX_DIMS
 
-static sl_eng_status_t set_out(const sl_node_t *n, sl_tensor_t *o, sl_dtype_t dt, int nd,
-                               const int64_t *dims, sl_eng_error_t *err) {
-    sl_eng_status_t s = sl_la__check_dims(n, nd, dims, sl_dtype_size(dt), err);
-    if (s) return s;
-    o->dtype = dt;
-    o->ndim = nd;
-    for (int i = 0; i < nd; i++)
-        o->dims[i] = dims[i];
-    return SL_ENG_OK;
-}
-
 /* ---- Reshape ---- */
 
 static sl_eng_status_t reshape_infer(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -93,7 +82,7 @@ static sl_eng_status_t reshape_infer(const sl_node_t *n, const sl_tensor_t *cons
                              sl_la__dims_str(cnt, shape, b1, sizeof b1), (long long)known,
                              sl_la__dims_str(x->ndim, x->dims, b2, sizeof b2), (long long)total);
     }
-    return set_out(n, &out[0], x->dtype, cnt, shape, err);
+    return sl_la__set_out(n, &out[0], x->dtype, cnt, shape, err);
 }
 
 /* ---- Flatten ---- */
@@ -111,7 +100,7 @@ static sl_eng_status_t flatten_infer(const sl_node_t *n, const sl_tensor_t *cons
                              (long long)sl_attr_int(n, "axis", 1), x->ndim);
     int64_t dims[2] = {sl_la__prod(x->dims, 0, (int)axis),
                        sl_la__prod(x->dims, (int)axis, x->ndim)};
-    return set_out(n, &out[0], x->dtype, 2, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, 2, dims, err);
 }
 
 /* ---- Squeeze / Unsqueeze ---- */
@@ -170,7 +159,7 @@ static sl_eng_status_t squeeze_infer(const sl_node_t *n, const sl_tensor_t *cons
     for (int i = 0; i < x->ndim; i++) {
         if (!drop[i]) dims[nd++] = x->dims[i];
     }
-    return set_out(n, &out[0], x->dtype, nd, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, nd, dims, err);
 }
 
 static sl_eng_status_t unsqueeze_infer(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -204,7 +193,7 @@ static sl_eng_status_t unsqueeze_infer(const sl_node_t *n, const sl_tensor_t *co
     int64_t dims[MAXD];
     for (int i = 0, j = 0; i < nd; i++)
         dims[i] = ins[i] ? 1 : x->dims[j++];
-    return set_out(n, &out[0], x->dtype, nd, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, nd, dims, err);
 }
 
 /* ---- Transpose ---- */
@@ -243,7 +232,7 @@ static sl_eng_status_t transpose_infer(const sl_node_t *n, const sl_tensor_t *co
     int64_t dims[MAXD];
     for (int i = 0; i < x->ndim; i++)
         dims[i] = x->dims[perm[i]];
-    return set_out(n, &out[0], x->dtype, x->ndim, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, x->ndim, dims, err);
 }
 
 static sl_eng_status_t transpose_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -301,7 +290,7 @@ static sl_eng_status_t concat_infer(const sl_node_t *n, const sl_tensor_t *const
         if (__builtin_add_overflow(dims[axis], y->dims[axis], &dims[axis]))
             return sl_node_error(n, err, SL_ENG_ELIMIT, "output dim %d overflows", axis);
     }
-    return set_out(n, &out[0], x->dtype, x->ndim, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, x->ndim, dims, err);
 }
 
 static sl_eng_status_t concat_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -492,7 +481,7 @@ static sl_eng_status_t slice_infer(const sl_node_t *n, const sl_tensor_t *const 
         return err ? err->code : SL_ENG_EUNSUPPORTED;
     int64_t start[MAXD], step[MAXD], len[MAXD];
     if ((s = slice_plan(n, in, n_in, start, step, len, err))) return s;
-    return set_out(n, &out[0], in[0]->dtype, in[0]->ndim, len, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, in[0]->ndim, len, err);
 }
 
 static sl_eng_status_t slice_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -537,7 +526,7 @@ static sl_eng_status_t expand_infer(const sl_node_t *n, const sl_tensor_t *const
         return sl_node_error(n, err, SL_ENG_ESHAPE, "input shape %s cannot be broadcast to %s",
                              sl_la__dims_str(x->ndim, x->dims, b1, sizeof b1),
                              sl_la__dims_str(cnt, shape.dims, b2, sizeof b2));
-    return set_out(n, &out[0], x->dtype, o.ndim, o.dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, o.ndim, o.dims, err);
 }
 
 /* Strides (elements of x) that broadcast x to out's dims: 0 where x has no dim or a dim of 1. */
@@ -578,7 +567,7 @@ static sl_eng_status_t shape_infer(const sl_node_t *n, const sl_tensor_t *const 
     int64_t b, e;
     shape_range(n, in[0]->ndim, &b, &e);
     int64_t d = e - b;
-    return set_out(n, &out[0], SL_DT_INT64, 1, &d, err);
+    return sl_la__set_out(n, &out[0], SL_DT_INT64, 1, &d, err);
 }
 
 static sl_eng_status_t shape_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -595,7 +584,7 @@ static sl_eng_status_t size_infer(const sl_node_t *n, const sl_tensor_t *const *
                                   sl_tensor_t *out, int n_out, sl_eng_error_t *err) {
     sl_eng_status_t s = sl_la__arity(n, in, n_in, 1, 1, n_out, 1, 1, err);
     if (s) return s;
-    return set_out(n, &out[0], SL_DT_INT64, 0, NULL, err);
+    return sl_la__set_out(n, &out[0], SL_DT_INT64, 0, NULL, err);
 }
 
 static sl_eng_status_t size_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -625,7 +614,7 @@ static sl_eng_status_t tile_infer(const sl_node_t *n, const sl_tensor_t *const *
         if (__builtin_mul_overflow(x->dims[i], rep[i], &dims[i]))
             return sl_node_error(n, err, SL_ENG_ELIMIT, "output dim %d overflows", i);
     }
-    return set_out(n, &out[0], x->dtype, x->ndim, dims, err);
+    return sl_la__set_out(n, &out[0], x->dtype, x->ndim, dims, err);
 }
 
 static sl_eng_status_t tile_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -698,7 +687,7 @@ static sl_eng_status_t d2s_infer(const sl_node_t *n, const sl_tensor_t *const *i
     int64_t od[4] = {d[0], d[1] / (b * b), 0, 0};
     if (__builtin_mul_overflow(d[2], b, &od[2]) || __builtin_mul_overflow(d[3], b, &od[3]))
         return sl_node_error(n, err, SL_ENG_ELIMIT, "output dims overflow");
-    return set_out(n, &out[0], in[0]->dtype, 4, od, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, 4, od, err);
 }
 
 static sl_eng_status_t d2s_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
@@ -730,7 +719,7 @@ static sl_eng_status_t s2d_infer(const sl_node_t *n, const sl_tensor_t *const *i
     int64_t od[4] = {d[0], 0, d[2] / b, d[3] / b};
     if (__builtin_mul_overflow(d[1], b * b, &od[1]))
         return sl_node_error(n, err, SL_ENG_ELIMIT, "output dims overflow");
-    return set_out(n, &out[0], in[0]->dtype, 4, od, err);
+    return sl_la__set_out(n, &out[0], in[0]->dtype, 4, od, err);
 }
 
 static sl_eng_status_t s2d_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,

@@ -1,14 +1,13 @@
 /* ONNX TensorProto to sl_tensor_t: the loader's initializers and the .pb files of the ONNX test
  * data. Every field comes from a file, so dims, counts and sizes are checked before any copy. */
 #include "engine/tensor_proto.h"
+#include "engine/io.h"
 #include "engine/op.h"
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "raw_data is little-endian; this file copies it as is and needs a little-endian host"
@@ -284,39 +283,6 @@ sl_eng_status_t sl_tensor_from_proto(const Onnx__TensorProto *tp, size_t max_byt
     return SL_ENG_OK;
 }
 
-/* Reads the whole of path into a malloc'd buffer, refusing files over limit bytes. */
-static sl_eng_status_t read_all(const char *path, size_t limit, uint8_t **out, size_t *len,
-                                sl_eng_error_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return sl_eng_set_error(err, SL_ENG_EIO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_EIO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > limit) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ELIMIT, "%s: %lld bytes, over the limit of %zu", path,
-                                (long long)st.st_size, limit);
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return sl_eng_set_error(err, SL_ENG_ENOMEM, "%s: out of memory (%zu bytes)", path, n);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (got != n || bad) {
-        free(buf);
-        return sl_eng_set_error(err, SL_ENG_EIO, "%s: read %zu of %zu bytes", path, got, n);
-    }
-    *out = buf;
-    *len = n;
-    return SL_ENG_OK;
-}
-
 sl_eng_status_t sl_tensor_read_pb(const char *path, size_t max_bytes, sl_tensor_t *out, char **name,
                                   sl_eng_error_t *err) {
     memset(out, 0, sizeof *out);
@@ -327,7 +293,7 @@ sl_eng_status_t sl_tensor_read_pb(const char *path, size_t max_bytes, sl_tensor_
     size_t limit = max_bytes > (SIZE_MAX - (1u << 20)) / 2 ? SIZE_MAX : max_bytes * 2 + (1u << 20);
     uint8_t *buf = NULL;
     size_t len = 0;
-    sl_eng_status_t st = read_all(path, limit, &buf, &len, err);
+    sl_eng_status_t st = sl_eng__read_file(path, limit, &buf, &len, err);
     if (st != SL_ENG_OK) return st;
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, buf);
     free(buf);

@@ -4,7 +4,7 @@
 #include "engine/engine.h"
 #include "engine/model_internal.h"
 #include "engine/tensor_proto.h"
-#include "onnx-ml.pb-c.h"
+#include "engine_model_builder.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,130 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a small model builder (as in test_engine_model.c) ---- */
-
-static void *tracked[1024];
-static size_t n_tracked;
-
-static void *track(void *p) {
-    assert_non_null(p);
-    assert_true(n_tracked < sizeof tracked / sizeof tracked[0]);
-    tracked[n_tracked++] = p;
-    return p;
-}
-
-static void builder_reset(void) {
-    while (n_tracked)
-        free(tracked[--n_tracked]);
-}
-
-static char *str(const char *s) {
-    return track(strdup(s));
-}
-
-/* ndim -1: no shape; dims[i] -1: a symbolic dim "N". */
-static Onnx__ValueInfoProto *vinfo(const char *name, int dtype, int ndim, const int64_t *dims) {
-    Onnx__ValueInfoProto *v = track(malloc(sizeof *v));
-    *v = (Onnx__ValueInfoProto)ONNX__VALUE_INFO_PROTO__INIT;
-    v->name = str(name);
-    Onnx__TypeProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TypeProto)ONNX__TYPE_PROTO__INIT;
-    Onnx__TypeProto__Tensor *tt = track(malloc(sizeof *tt));
-    *tt = (Onnx__TypeProto__Tensor)ONNX__TYPE_PROTO__TENSOR__INIT;
-    tt->has_elem_type = 1;
-    tt->elem_type = dtype;
-    if (ndim >= 0) {
-        Onnx__TensorShapeProto *sh = track(malloc(sizeof *sh));
-        *sh = (Onnx__TensorShapeProto)ONNX__TENSOR_SHAPE_PROTO__INIT;
-        sh->n_dim = (size_t)ndim;
-        sh->dim = track(calloc((size_t)ndim + 1, sizeof *sh->dim));
-        for (int i = 0; i < ndim; i++) {
-            Onnx__TensorShapeProto__Dimension *d = track(malloc(sizeof *d));
-            *d = (Onnx__TensorShapeProto__Dimension)ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
-            if (dims[i] < 0) {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-                d->dim_param = str("N");
-            } else {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-                d->dim_value = dims[i];
-            }
-            sh->dim[i] = d;
-        }
-        tt->shape = sh;
-    }
-    t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    t->tensor_type = tt;
-    v->type = t;
-    return v;
-}
-
-static Onnx__NodeProto *node2(const char *op, const char *name, const char *a, const char *b,
-                              const char *out) {
-    Onnx__NodeProto *n = track(malloc(sizeof *n));
-    *n = (Onnx__NodeProto)ONNX__NODE_PROTO__INIT;
-    n->op_type = str(op);
-    n->name = str(name);
-    n->input = track(calloc(2, sizeof(char *)));
-    n->input[n->n_input++] = str(a);
-    if (b) n->input[n->n_input++] = str(b);
-    n->output = track(calloc(1, sizeof(char *)));
-    n->output[n->n_output++] = str(out);
-    return n;
-}
-
-static Onnx__TensorProto *tensor_f(const char *name, int ndim, const int64_t *dims,
-                                   const float *data, size_t count) {
-    Onnx__TensorProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
-    t->name = str(name);
-    t->has_data_type = 1;
-    t->data_type = SL_DT_FLOAT;
-    t->n_dims = (size_t)ndim;
-    t->dims = track(malloc(((size_t)ndim + 1) * sizeof *t->dims));
-    if (ndim) memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
-    t->n_float_data = count;
-    t->float_data = track(malloc((count + 1) * sizeof(float)));
-    memcpy(t->float_data, data, count * sizeof(float));
-    return t;
-}
-
-typedef struct spec {
-    Onnx__ValueInfoProto *inputs[4], *outputs[4];
-    Onnx__NodeProto *nodes[4];
-    Onnx__TensorProto *inits[4];
-    size_t n_inputs, n_outputs, n_nodes, n_inits;
-} spec_t;
-
+/* Loads s (builder_reset is the caller's), failing the test on an error. */
 static sl_model_t *load(const spec_t *s, const sl_model_opts_t *opts) {
-    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    g.node = (Onnx__NodeProto **)s->nodes;
-    g.n_node = s->n_nodes;
-    g.input = (Onnx__ValueInfoProto **)s->inputs;
-    g.n_input = s->n_inputs;
-    g.output = (Onnx__ValueInfoProto **)s->outputs;
-    g.n_output = s->n_outputs;
-    g.initializer = (Onnx__TensorProto **)s->inits;
-    g.n_initializer = s->n_inits;
-    Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT;
-    Onnx__OperatorSetIdProto *osp = &os;
-    os.domain = "";
-    os.has_version = 1;
-    os.version = 13;
-    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
-    m.has_ir_version = 1;
-    m.ir_version = 8;
-    m.graph = &g;
-    m.opset_import = &osp;
-    m.n_opset_import = 1;
-    size_t len = onnx__model_proto__get_packed_size(&m);
-    uint8_t *buf = malloc(len + 1);
-    assert_non_null(buf);
-    onnx__model_proto__pack(&m, buf);
     sl_model_t *model = NULL;
-    sl_eng_error_t err = {0};
-    sl_eng_status_t st = sl_model_load_memory(buf, len, opts, &model, &err);
-    free(buf);
-    if (st != SL_ENG_OK) {
+    sl_eng_error_t err;
+    if (spec_load(s, opts, &model, &err) != SL_ENG_OK) {
         print_error("load: %s\n", err.msg);
         fail();
     }
@@ -155,7 +36,7 @@ static sl_model_t *add_model(bool extra_outputs, const sl_model_opts_t *opts) {
     spec_t s = {0};
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 2, dN3);
     s.inits[s.n_inits++] = tensor_f("b", 1, d3, bias, 3);
-    s.nodes[s.n_nodes++] = node2("Add", "add0", "x", "b", "y");
+    s.nodes[s.n_nodes++] = node("Add", "add0", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 2, dN3);
     if (extra_outputs) {
         s.outputs[s.n_outputs++] = vinfo("x", SL_DT_FLOAT, 2, dN3);
@@ -295,7 +176,7 @@ static void test_limits_and_kernel_errors(void **state) {
     static const int64_t dN1[] = {-1, 1}, d13[] = {1, 3};
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 2, dN1);
     s.inits[s.n_inits++] = tensor_f("b", 2, d13, bias, 3);
-    s.nodes[s.n_nodes++] = node2("Add", "widen", "x", "b", "y");
+    s.nodes[s.n_nodes++] = node("Add", "widen", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 2, dN3);
     sl_model_opts_t o = {.max_tensor_bytes = 1000};
     sl_model_t *m = load(&s, &o);
@@ -318,7 +199,7 @@ static void test_limits_and_kernel_errors(void **state) {
     memset(&s, 0, sizeof s);
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, -1, NULL);
     s.inits[s.n_inits++] = tensor_f("b", 1, d3, bias, 3);
-    s.nodes[s.n_nodes++] = node2("Add", "add0", "x", "b", "y");
+    s.nodes[s.n_nodes++] = node("Add", "add0", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, -1, NULL);
     m = load(&s, NULL);
     builder_reset();

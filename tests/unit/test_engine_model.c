@@ -4,7 +4,7 @@
  * external data, subgraphs, FP16) and the inspect report. */
 #include "engine/engine.h"
 #include "engine/model_internal.h"
-#include "onnx-ml.pb-c.h"
+#include "engine_model_builder.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,180 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- a small model builder: every allocation is tracked and freed by builder_reset ---- */
-
-static void *tracked[4096];
-static size_t n_tracked;
-
-static void *track(void *p) {
-    assert_non_null(p);
-    assert_true(n_tracked < sizeof tracked / sizeof tracked[0]);
-    tracked[n_tracked++] = p;
-    return p;
-}
-
-static void builder_reset(void) {
-    while (n_tracked)
-        free(tracked[--n_tracked]);
-}
-
-static char *str(const char *s) {
-    return track(strdup(s));
-}
-
-/* dims: -1 is a symbolic dim named "N". */
-static Onnx__ValueInfoProto *vinfo(const char *name, int dtype, int ndim, const int64_t *dims) {
-    Onnx__ValueInfoProto *v = track(malloc(sizeof *v));
-    *v = (Onnx__ValueInfoProto)ONNX__VALUE_INFO_PROTO__INIT;
-    v->name = str(name);
-    Onnx__TypeProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TypeProto)ONNX__TYPE_PROTO__INIT;
-    Onnx__TypeProto__Tensor *tt = track(malloc(sizeof *tt));
-    *tt = (Onnx__TypeProto__Tensor)ONNX__TYPE_PROTO__TENSOR__INIT;
-    tt->has_elem_type = 1;
-    tt->elem_type = dtype;
-    if (ndim >= 0) {
-        Onnx__TensorShapeProto *sh = track(malloc(sizeof *sh));
-        *sh = (Onnx__TensorShapeProto)ONNX__TENSOR_SHAPE_PROTO__INIT;
-        sh->n_dim = (size_t)ndim;
-        sh->dim = track(calloc((size_t)ndim + 1, sizeof *sh->dim));
-        for (int i = 0; i < ndim; i++) {
-            Onnx__TensorShapeProto__Dimension *d = track(malloc(sizeof *d));
-            *d = (Onnx__TensorShapeProto__Dimension)ONNX__TENSOR_SHAPE_PROTO__DIMENSION__INIT;
-            if (dims[i] < 0) {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-                d->dim_param = str("N");
-            } else {
-                d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-                d->dim_value = dims[i];
-            }
-            sh->dim[i] = d;
-        }
-        tt->shape = sh;
-    }
-    t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    t->tensor_type = tt;
-    v->type = t;
-    return v;
-}
-
-/* Splits "a,b,,c" into a tracked array ("" kept: an omitted optional input). */
-static char **names(const char *csv, size_t *n) {
-    *n = 0;
-    if (!csv) return NULL;
-    char **out = track(calloc(strlen(csv) + 2, sizeof *out));
-    const char *p = csv;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t len = c ? (size_t)(c - p) : strlen(p);
-        char *s = track(malloc(len + 1));
-        memcpy(s, p, len);
-        s[len] = '\0';
-        out[(*n)++] = s;
-        if (!c) break;
-        p = c + 1;
-    }
-    return out;
-}
-
-static Onnx__NodeProto *node(const char *op, const char *name, const char *ins, const char *outs) {
-    Onnx__NodeProto *n = track(malloc(sizeof *n));
-    *n = (Onnx__NodeProto)ONNX__NODE_PROTO__INIT;
-    n->op_type = str(op);
-    n->name = str(name);
-    n->input = names(ins, &n->n_input);
-    n->output = names(outs, &n->n_output);
-    return n;
-}
-
-static Onnx__AttributeProto *attr_new(Onnx__NodeProto *n, const char *name, int type) {
-    Onnx__AttributeProto *a = track(malloc(sizeof *a));
-    *a = (Onnx__AttributeProto)ONNX__ATTRIBUTE_PROTO__INIT;
-    a->name = str(name);
-    a->has_type = 1;
-    a->type = (Onnx__AttributeProto__AttributeType)type;
-    Onnx__AttributeProto **arr = track(calloc(n->n_attribute + 1, sizeof *arr));
-    if (n->n_attribute) memcpy(arr, n->attribute, n->n_attribute * sizeof *arr);
-    arr[n->n_attribute++] = a;
-    n->attribute = arr;
-    return a;
-}
-
-static Onnx__TensorProto *tensor_f(const char *name, int ndim, const int64_t *dims,
-                                   const float *data, size_t count) {
-    Onnx__TensorProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
-    t->name = str(name);
-    t->has_data_type = 1;
-    t->data_type = SL_DT_FLOAT;
-    t->n_dims = (size_t)ndim;
-    t->dims = track(malloc(((size_t)ndim + 1) * sizeof *t->dims));
-    if (ndim) memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
-    t->n_float_data = count;
-    t->float_data = track(malloc((count + 1) * sizeof(float)));
-    if (count) memcpy(t->float_data, data, count * sizeof(float));
-    return t;
-}
-
-typedef struct spec {
-    Onnx__ValueInfoProto *inputs[8];
-    size_t n_inputs;
-    Onnx__ValueInfoProto *outputs[8];
-    size_t n_outputs;
-    Onnx__NodeProto *nodes[16];
-    size_t n_nodes;
-    Onnx__TensorProto *inits[8];
-    size_t n_inits;
-    int64_t opset;
-    const char *extra_domain; /* imported with version 1 when set */
-    int64_t ir_version;
-} spec_t;
-
-static uint8_t *pack(const spec_t *s, size_t *len) {
-    Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
-    g.name = "g";
-    g.node = (Onnx__NodeProto **)s->nodes;
-    g.n_node = s->n_nodes;
-    g.input = (Onnx__ValueInfoProto **)s->inputs;
-    g.n_input = s->n_inputs;
-    g.output = (Onnx__ValueInfoProto **)s->outputs;
-    g.n_output = s->n_outputs;
-    g.initializer = (Onnx__TensorProto **)s->inits;
-    g.n_initializer = s->n_inits;
-    Onnx__OperatorSetIdProto os[2] = {ONNX__OPERATOR_SET_ID_PROTO__INIT,
-                                      ONNX__OPERATOR_SET_ID_PROTO__INIT};
-    Onnx__OperatorSetIdProto *osp[2] = {&os[0], &os[1]};
-    os[0].domain = "";
-    os[0].has_version = 1;
-    os[0].version = s->opset ? s->opset : 13;
-    os[1].domain = (char *)s->extra_domain;
-    os[1].has_version = 1;
-    os[1].version = 1;
-    Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
-    m.has_ir_version = 1;
-    m.ir_version = s->ir_version ? s->ir_version : 8;
-    m.producer_name = "unit-test";
-    m.producer_version = "1.0";
-    m.graph = &g;
-    m.opset_import = osp;
-    m.n_opset_import = s->extra_domain ? 2 : 1;
-    *len = onnx__model_proto__get_packed_size(&m);
-    uint8_t *buf = track(malloc(*len + 1));
-    assert_int_equal(onnx__model_proto__pack(&m, buf), *len);
-    return buf;
-}
-
-static sl_eng_status_t load(const spec_t *s, sl_model_t **m, sl_eng_error_t *err) {
-    size_t len;
-    uint8_t *buf = pack(s, &len);
-    memset(err, 0, sizeof *err);
-    return sl_model_load_memory(buf, len, NULL, m, err);
-}
-
 static void expect_fail(const spec_t *s, sl_eng_status_t code, const char *needle) {
     sl_model_t *m = (sl_model_t *)1;
     sl_eng_error_t err;
-    sl_eng_status_t st = load(s, &m, &err);
+    sl_eng_status_t st = spec_load(s, NULL, &m, &err);
     if (st != code || !strstr(err.msg, needle)) {
         print_error("want %d with '%s', got %d '%s'\n", code, needle, st, err.msg);
         fail();
@@ -219,7 +49,7 @@ static void test_load_describes_model(void **state) {
     spec_add(&s);
     sl_model_t *m = NULL;
     sl_eng_error_t err;
-    assert_int_equal(load(&s, &m, &err), SL_ENG_OK);
+    assert_int_equal(spec_load(&s, NULL, &m, &err), SL_ENG_OK);
     assert_non_null(m);
     /* b has an initializer: not an input the caller must feed. */
     assert_int_equal(sl_model_num_inputs(m), 1);
@@ -251,7 +81,7 @@ static void test_truncated_and_garbage(void **state) {
     spec_t s;
     spec_add(&s);
     size_t len;
-    uint8_t *buf = pack(&s, &len);
+    uint8_t *buf = spec_pack(&s, &len);
     sl_model_t *m = (sl_model_t *)1;
     sl_eng_error_t err = {0};
     /* Cut inside the graph: protobuf cannot parse it. */
@@ -284,7 +114,7 @@ static void test_cycle(void **state) {
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
     sl_model_t *m = (sl_model_t *)1;
     sl_eng_error_t err;
-    assert_int_equal(load(&s, &m, &err), SL_ENG_EGRAPH);
+    assert_int_equal(spec_load(&s, NULL, &m, &err), SL_ENG_EGRAPH);
     assert_null(m);
     assert_non_null(strstr(err.msg, "cycle"));
     /* The node named is on the cycle, not merely downstream of it (tail). */
@@ -388,7 +218,7 @@ static void test_unsupported(void **state) {
     spec_add(&s);
     s.nodes[s.n_nodes++] = node("Relu", "r", "y", "z");
     size_t len;
-    uint8_t *buf = pack(&s, &len);
+    uint8_t *buf = spec_pack(&s, &len);
     sl_model_opts_t o = {.max_nodes = 1};
     sl_model_t *m = (sl_model_t *)1;
     sl_eng_error_t err;
@@ -423,7 +253,7 @@ static void test_node_arity(void **state) {
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
     sl_model_t *m;
     sl_eng_error_t err;
-    assert_int_equal(load(&s, &m, &err), SL_ENG_OK);
+    assert_int_equal(spec_load(&s, NULL, &m, &err), SL_ENG_OK);
     assert_int_equal(m->nodes[0].n_inputs, 1);
     assert_int_equal(m->nodes[0].n_outputs, 1);
     sl_model_free(m);
@@ -446,7 +276,7 @@ static void test_constant_folded(void **state) {
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
     sl_model_t *m;
     sl_eng_error_t err;
-    assert_int_equal(load(&s, &m, &err), SL_ENG_OK);
+    assert_int_equal(spec_load(&s, NULL, &m, &err), SL_ENG_OK);
     assert_int_equal(m->n_nodes, 1); /* the Constant does not run */
     int k = -1;
     for (size_t i = 0; i < m->n_values; i++) {
@@ -483,7 +313,7 @@ static void test_topological_order_and_last_use(void **state) {
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
     sl_model_t *m;
     sl_eng_error_t err;
-    assert_int_equal(load(&s, &m, &err), SL_ENG_OK);
+    assert_int_equal(spec_load(&s, NULL, &m, &err), SL_ENG_OK);
     assert_int_equal(m->n_nodes, 3);
     assert_string_equal(m->nodes[0].name, "n1");
     assert_string_equal(m->nodes[1].name, "n2");
@@ -522,7 +352,7 @@ static void test_inspect(void **state) {
     s.nodes[s.n_nodes++] = node("Relu", "r2", "b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
     size_t len;
-    uint8_t *buf = pack(&s, &len);
+    uint8_t *buf = spec_pack(&s, &len);
     write_file(path, buf, len);
     sl_model_report_t r;
     sl_model_t *m = (sl_model_t *)1;
@@ -550,7 +380,7 @@ static void test_inspect(void **state) {
     builder_reset();
 
     spec_add(&s);
-    buf = pack(&s, &len);
+    buf = spec_pack(&s, &len);
     write_file(path, buf, len);
     assert_int_equal(sl_model_inspect(path, &r, &m, &err), SL_ENG_OK);
     assert_true(r.runnable);
@@ -570,7 +400,7 @@ static void test_inspect(void **state) {
     s.inputs[s.n_inputs++] = vinfo("h", SL_DT_FLOAT16, 1, d);
     s.nodes[s.n_nodes++] = node("Relu", "r", "h", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT16, 1, d);
-    buf = pack(&s, &len);
+    buf = spec_pack(&s, &len);
     write_file(path, buf, len);
     assert_int_equal(sl_model_inspect(path, &r, &m, &err), SL_ENG_OK);
     assert_false(r.runnable);

@@ -4,102 +4,22 @@
  * hand-computed answers, including NaN, infinities, negative zero, integer wrap-around and
  * division signs; broadcasting against a naive index-by-index reference; bad dtypes and shapes
  * against the error message a user would read. */
+#include "engine_kernel_harness.h"
 #include "engine/ew.h"
-#include "engine/op.h"
 
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cmocka.h>
-
-/* ---- harness: a node, its kernel, scratch memory, outputs ---- */
-
-typedef struct scratch_arena {
-    void *p[16];
-    int n;
-} scratch_arena_t;
-
-static void *scratch_alloc(sl_kctx_t *k, size_t n) {
-    scratch_arena_t *a = k->arena;
-    if (a->n == 16) return NULL;
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-    a->p[a->n++] = p;
-    return p;
-}
-
-static sl_tensor_t tens(sl_dtype_t dt, void *data, int ndim, ...) {
-    sl_tensor_t t = {.dtype = dt, .ndim = ndim, .data = data};
-    va_list ap;
-    va_start(ap, ndim);
-    for (int i = 0; i < ndim; i++)
-        t.dims[i] = va_arg(ap, int);
-    va_end(ap);
-    return t;
-}
-
-static const int g_ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-
-/* Runs op_type at opset on ins (NULL entries: omitted inputs); outputs get malloc'd data that
- * the caller frees with free_outs. Returns the status of infer or run; err gets the message. */
-static sl_eng_status_t run_op(const char *op_type, int64_t opset, const sl_attr_t *attrs,
-                              int n_attrs, const sl_tensor_t *const *ins, int n_in,
-                              sl_tensor_t *outs, int n_out, sl_eng_error_t *err) {
-    const sl_op_t *op = sl_op_find("", op_type, opset);
-    assert_non_null(op);
-    sl_node_t node = {.name = "n1",
-                      .op_type = op_type,
-                      .domain = "",
-                      .opset = opset,
-                      .n_inputs = n_in,
-                      .inputs = g_ids,
-                      .n_outputs = n_out,
-                      .outputs = g_ids,
-                      .n_attrs = n_attrs,
-                      .attrs = attrs,
-                      .op = op};
-    memset(err, 0, sizeof *err);
-    for (int i = 0; i < n_out; i++)
-        memset(&outs[i], 0, sizeof outs[i]);
-    if (op->prepare) {
-        sl_eng_status_t s = op->prepare(&node, ins, err);
-        if (s != SL_ENG_OK) return s;
-    }
-    sl_eng_status_t s = op->infer(&node, ins, n_in, outs, n_out, err);
-    if (s != SL_ENG_OK) return s;
-    for (int i = 0; i < n_out; i++) {
-        size_t nb = sl_tensor_nbytes(&outs[i]);
-        outs[i].data = malloc(nb ? nb : 1);
-        memset(outs[i].data, 0xAB, nb ? nb : 1); /* not zeroed, as the executor promises */
-    }
-    scratch_arena_t arena = {.n = 0};
-    sl_kctx_t k = {.scratch = scratch_alloc, .arena = &arena, .threads = 1, .err = err};
-    s = op->run(&node, ins, n_in, outs, n_out, &k);
-    for (int i = 0; i < arena.n; i++)
-        free(arena.p[i]);
-    if (op->release) op->release(&node);
-    return s;
-}
-
-static void free_outs(sl_tensor_t *outs, int n) {
-    for (int i = 0; i < n; i++) {
-        free(outs[i].data);
-        outs[i].data = NULL;
-    }
-}
-
 /* One-input, one-output float op on a vector. */
 static void unary_f32(const char *op, int64_t opset, const sl_attr_t *attrs, int n_attrs,
                       const float *x, float *y, int n) {
-    sl_tensor_t in = tens(SL_DT_FLOAT, (void *)x, 1, n), out;
+    sl_tensor_t in = ten(SL_DT_FLOAT, (void *)x, 1, n), out;
     const sl_tensor_t *ins[1] = {&in};
     sl_eng_error_t err;
-    assert_int_equal(run_op(op, opset, attrs, n_attrs, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node(op, opset, attrs, n_attrs, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_FLOAT);
     assert_int_equal(out.ndim, 1);
     assert_int_equal(out.dims[0], n);
@@ -117,16 +37,6 @@ static void assert_close(double got, double want, double tol) {
         return;
     }
     if (fabs(got - want) > tol * (1 + fabs(want))) fail_msg("got %.9g, want %.9g", got, want);
-}
-
-static sl_attr_t attr_f(const char *name, float f) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_FLOAT, .f = f};
-}
-static sl_attr_t attr_i(const char *name, int64_t i) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INT, .i = i};
-}
-static sl_attr_t attr_s(const char *name, const char *s) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_STRING, .s = s, .s_len = strlen(s)};
 }
 
 /* ---- unary math ---- */
@@ -276,24 +186,24 @@ static void test_fast_transcendentals(void **state) {
 
 static void test_isnan_isinf_not(void **state) {
     const float x[] = {1.0f, NAN, INFINITY, -INFINITY, -0.0f};
-    sl_tensor_t in = tens(SL_DT_FLOAT, (void *)x, 1, 5), out;
+    sl_tensor_t in = ten(SL_DT_FLOAT, (void *)x, 1, 5), out;
     const sl_tensor_t *ins[1] = {&in};
     sl_eng_error_t err;
-    assert_int_equal(run_op("IsNaN", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("IsNaN", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_BOOL);
     assert_memory_equal(out.data, ((uint8_t[]){0, 1, 0, 0, 0}), 5);
     free_outs(&out, 1);
-    assert_int_equal(run_op("IsInf", 10, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("IsInf", 10, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 0, 1, 1, 0}), 5);
     free_outs(&out, 1);
     sl_attr_t neg_off = attr_i("detect_negative", 0);
-    assert_int_equal(run_op("IsInf", 10, &neg_off, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("IsInf", 10, &neg_off, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 0, 1, 0, 0}), 5);
     free_outs(&out, 1);
     uint8_t b[] = {0, 1, 1, 0};
-    sl_tensor_t bin = tens(SL_DT_BOOL, b, 2, 2, 2);
+    sl_tensor_t bin = ten(SL_DT_BOOL, b, 2, 2, 2);
     const sl_tensor_t *bins[1] = {&bin};
-    assert_int_equal(run_op("Not", 1, NULL, 0, bins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Not", 1, NULL, 0, bins, 1, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.ndim, 2);
     assert_memory_equal(out.data, ((uint8_t[]){1, 0, 0, 1}), 4);
     free_outs(&out, 1);
@@ -301,24 +211,24 @@ static void test_isnan_isinf_not(void **state) {
 
 static void test_unary_int(void **state) {
     int32_t x[] = {INT32_MIN, -5, 0, 7, INT32_MAX};
-    sl_tensor_t in = tens(SL_DT_INT32, x, 1, 5), out;
+    sl_tensor_t in = ten(SL_DT_INT32, x, 1, 5), out;
     const sl_tensor_t *ins[1] = {&in};
     sl_eng_error_t err;
     /* Abs and Neg of INT32_MIN wrap to INT32_MIN (as numpy does) instead of trapping. */
-    assert_int_equal(run_op("Abs", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Abs", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int32_t[]){INT32_MIN, 5, 0, 7, INT32_MAX}), 20);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Neg", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Neg", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int32_t[]){INT32_MIN, 5, 0, -7, -INT32_MAX}), 20);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Sign", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Sign", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int32_t[]){-1, -1, 0, 1, 1}), 20);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Relu", 14, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Relu", 14, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int32_t[]){0, 0, 0, 7, INT32_MAX}), 20);
     free_outs(&out, 1);
     /* Exp has no integer kernel: a clear error naming the node and the dtype. */
-    assert_int_equal(run_op("Exp", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Exp", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "node 'n1' (Exp)"));
     assert_non_null(strstr(err.msg, "int32"));
     assert_non_null(strstr(err.msg, "float32"));
@@ -334,37 +244,37 @@ static void test_clip(void **state) {
         assert_close(y[i], want6[i], 0);
     /* Opset 11: bounds as inputs; min omitted, max given. */
     float mx = 1.0f;
-    sl_tensor_t in = tens(SL_DT_FLOAT, (void *)x, 1, 6), hi = tens(SL_DT_FLOAT, &mx, 0), out;
+    sl_tensor_t in = ten(SL_DT_FLOAT, (void *)x, 1, 6), hi = ten(SL_DT_FLOAT, &mx, 0), out;
     const sl_tensor_t *ins[3] = {&in, NULL, &hi};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Clip", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Clip", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
     const float want11[] = {-3.0f, -1.0f, 0.0f, 1.0f, 1.0f, NAN};
     for (int i = 0; i < 6; i++)
         assert_close(((float *)out.data)[i], want11[i], 0);
     free_outs(&out, 1);
     /* min > max: everything becomes max. */
     float lo = 3.0f;
-    sl_tensor_t lot = tens(SL_DT_FLOAT, &lo, 0);
+    sl_tensor_t lot = ten(SL_DT_FLOAT, &lo, 0);
     const sl_tensor_t *ins2[3] = {&in, &lot, &hi};
-    assert_int_equal(run_op("Clip", 13, NULL, 0, ins2, 3, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Clip", 13, NULL, 0, ins2, 3, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 5; i++)
         assert_close(((float *)out.data)[i], 1.0, 0);
     free_outs(&out, 1);
     /* int8 with only min. */
     int8_t xi[] = {-128, -5, 0, 127}, lo8 = -6;
-    sl_tensor_t ini = tens(SL_DT_INT8, xi, 1, 4), lo8t = tens(SL_DT_INT8, &lo8, 0);
+    sl_tensor_t ini = ten(SL_DT_INT8, xi, 1, 4), lo8t = ten(SL_DT_INT8, &lo8, 0);
     const sl_tensor_t *ins3[2] = {&ini, &lo8t};
-    assert_int_equal(run_op("Clip", 13, NULL, 0, ins3, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Clip", 13, NULL, 0, ins3, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int8_t[]){-6, -5, 0, 127}), 4);
     free_outs(&out, 1);
     /* A bound that is not a scalar, or of another dtype, is refused. */
     float two[2] = {0, 1};
-    sl_tensor_t vec = tens(SL_DT_FLOAT, two, 1, 2);
+    sl_tensor_t vec = ten(SL_DT_FLOAT, two, 1, 2);
     const sl_tensor_t *bad[2] = {&in, &vec};
-    assert_int_equal(run_op("Clip", 13, NULL, 0, bad, 2, &out, 1, &err), SL_ENG_ESHAPE);
+    assert_int_equal(run_node("Clip", 13, NULL, 0, bad, 2, &out, 1, &err), SL_ENG_ESHAPE);
     assert_non_null(strstr(err.msg, "min"));
     const sl_tensor_t *bad2[2] = {&in, &lo8t};
-    assert_int_equal(run_op("Clip", 13, NULL, 0, bad2, 2, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Clip", 13, NULL, 0, bad2, 2, &out, 1, &err), SL_ENG_EINVAL);
     assert_non_null(strstr(err.msg, "int8"));
 }
 
@@ -399,7 +309,7 @@ static void check_bcast(const char *op, int na, const int64_t *da, int nb, const
     const sl_tensor_t *ins[2] = {&a, &b};
     sl_tensor_t out;
     sl_eng_error_t err;
-    if (run_op(op, 14, NULL, 0, ins, 2, &out, 1, &err) != SL_ENG_OK) fail_msg("%s", err.msg);
+    if (run_node(op, 14, NULL, 0, ins, 2, &out, 1, &err) != SL_ENG_OK) fail_msg("%s", err.msg);
     assert_int_equal(out.ndim, no);
     for (int d = 0; d < no; d++)
         assert_int_equal(out.dims[d], dout[d]);
@@ -431,33 +341,33 @@ static void test_broadcast_shapes(void **state) {
 static void test_broadcast_errors(void **state) {
     float d[24] = {0};
     int64_t i64[4] = {0};
-    sl_tensor_t a = tens(SL_DT_FLOAT, d, 2, 2, 3), b = tens(SL_DT_FLOAT, d, 1, 4);
+    sl_tensor_t a = ten(SL_DT_FLOAT, d, 2, 2, 3), b = ten(SL_DT_FLOAT, d, 1, 4);
     const sl_tensor_t *ins[2] = {&a, &b};
     sl_tensor_t out;
     sl_eng_error_t err;
-    assert_int_equal(run_op("Add", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_ESHAPE);
+    assert_int_equal(run_node("Add", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_ESHAPE);
     assert_non_null(strstr(err.msg, "node 'n1' (Add)"));
     assert_non_null(strstr(err.msg, "[4]"));
     assert_non_null(strstr(err.msg, "[2,3]"));
     /* Mixed dtypes. */
-    sl_tensor_t c = tens(SL_DT_INT64, i64, 1, 3);
+    sl_tensor_t c = ten(SL_DT_INT64, i64, 1, 3);
     const sl_tensor_t *mixed[2] = {&a, &c};
-    assert_int_equal(run_op("Mul", 14, NULL, 0, mixed, 2, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Mul", 14, NULL, 0, mixed, 2, &out, 1, &err), SL_ENG_EINVAL);
     assert_non_null(strstr(err.msg, "int64"));
     assert_non_null(strstr(err.msg, "float32"));
     /* float16 and strings are not supported, and say so. */
-    sl_tensor_t h = tens(SL_DT_FLOAT16, d, 1, 3);
+    sl_tensor_t h = ten(SL_DT_FLOAT16, d, 1, 3);
     const sl_tensor_t *half[2] = {&h, &h};
-    assert_int_equal(run_op("Add", 14, NULL, 0, half, 2, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Add", 14, NULL, 0, half, 2, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "float16"));
     const sl_tensor_t *half1[1] = {&h};
-    assert_int_equal(run_op("Relu", 14, NULL, 0, half1, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Relu", 14, NULL, 0, half1, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     /* Logic ops take bool only. */
-    assert_int_equal(run_op("And", 7, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("And", 7, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "bool"));
     /* An output too large to count is refused before anything is allocated. */
-    sl_tensor_t big1 = tens(SL_DT_FLOAT, NULL, 2, 1, 1 << 30),
-                big2 = tens(SL_DT_FLOAT, NULL, 2, 1 << 30, 1);
+    sl_tensor_t big1 = ten(SL_DT_FLOAT, NULL, 2, 1, 1 << 30),
+                big2 = ten(SL_DT_FLOAT, NULL, 2, 1 << 30, 1);
     big1.dims[1] = (int64_t)1 << 40;
     big2.dims[0] = (int64_t)1 << 40;
     const sl_tensor_t *big[2] = {&big1, &big2};
@@ -474,17 +384,17 @@ static void test_legacy_broadcast(void **state) {
     float a[12], b[3] = {100, 200, 300};
     for (int i = 0; i < 12; i++)
         a[i] = (float)i;
-    sl_tensor_t ta = tens(SL_DT_FLOAT, a, 3, 2, 3, 2), tb = tens(SL_DT_FLOAT, b, 1, 3), out;
+    sl_tensor_t ta = ten(SL_DT_FLOAT, a, 3, 2, 3, 2), tb = ten(SL_DT_FLOAT, b, 1, 3), out;
     const sl_tensor_t *ins[2] = {&ta, &tb};
     sl_attr_t at[2] = {attr_i("broadcast", 1), attr_i("axis", 1)};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Add", 6, at, 2, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Add", 6, at, 2, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.ndim, 3);
     for (int i = 0; i < 12; i++)
         assert_close(((float *)out.data)[i], a[i] + b[(i / 2) % 3], 0);
     free_outs(&out, 1);
     /* Without broadcast=1 the shapes must match. */
-    assert_int_equal(run_op("Add", 6, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_ESHAPE);
+    assert_int_equal(run_node("Add", 6, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_ESHAPE);
     assert_non_null(strstr(err.msg, "broadcast=0"));
 }
 
@@ -492,11 +402,11 @@ static void test_legacy_broadcast(void **state) {
 
 static void bin_i32(const char *op, const sl_attr_t *attrs, int n_attrs, const int32_t *a,
                     const int32_t *b, const int32_t *want, int n) {
-    sl_tensor_t ta = tens(SL_DT_INT32, (void *)a, 1, n), tb = tens(SL_DT_INT32, (void *)b, 1, n);
+    sl_tensor_t ta = ten(SL_DT_INT32, (void *)a, 1, n), tb = ten(SL_DT_INT32, (void *)b, 1, n);
     const sl_tensor_t *ins[2] = {&ta, &tb};
     sl_tensor_t out;
     sl_eng_error_t err;
-    assert_int_equal(run_op(op, 13, attrs, n_attrs, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node(op, 13, attrs, n_attrs, ins, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < n; i++) {
         int32_t got = ((int32_t *)out.data)[i];
         if (got != want[i]) fail_msg("%s(%d, %d): got %d, want %d", op, a[i], b[i], got, want[i]);
@@ -518,41 +428,41 @@ static void test_int_arith(void **state) {
     bin_i32("Max", NULL, 0, a, b, (int32_t[]){7, 2, 7, -2, 5, -1, INT32_MAX}, 7);
     /* Narrow unsigned wrap and division. */
     uint8_t ua[] = {250, 10, 3}, ub[] = {10, 20, 0};
-    sl_tensor_t ta = tens(SL_DT_UINT8, ua, 1, 3), tb = tens(SL_DT_UINT8, ub, 1, 3), out;
+    sl_tensor_t ta = ten(SL_DT_UINT8, ua, 1, 3), tb = ten(SL_DT_UINT8, ub, 1, 3), out;
     const sl_tensor_t *ins[2] = {&ta, &tb};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Add", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Add", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){4, 30, 3}), 3);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Mul", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Mul", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){196, 200, 0}), 3);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Div", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Div", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){25, 0, 0}), 3);
     free_outs(&out, 1);
     /* BitShift: shifting past the width is 0. */
     uint8_t sh[] = {1, 8, 2};
-    sl_tensor_t ts = tens(SL_DT_UINT8, sh, 1, 3);
+    sl_tensor_t ts = ten(SL_DT_UINT8, sh, 1, 3);
     const sl_tensor_t *sins[2] = {&ta, &ts};
     sl_attr_t left = attr_s("direction", "LEFT"), right = attr_s("direction", "RIGHT");
-    assert_int_equal(run_op("BitShift", 11, &left, 1, sins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("BitShift", 11, &left, 1, sins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){244, 0, 12}), 3);
     free_outs(&out, 1);
-    assert_int_equal(run_op("BitShift", 11, &right, 1, sins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("BitShift", 11, &right, 1, sins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){125, 0, 0}), 3);
     free_outs(&out, 1);
     sl_attr_t up = attr_s("direction", "UP");
-    assert_int_equal(run_op("BitShift", 11, &up, 1, sins, 2, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("BitShift", 11, &up, 1, sins, 2, &out, 1, &err), SL_ENG_EINVAL);
     assert_non_null(strstr(err.msg, "direction"));
     /* Float Mod with fmod=1 and fmod=0. */
     float fa[] = {-7.5f, 7.5f}, fb[] = {2.0f, -2.0f};
-    sl_tensor_t tfa = tens(SL_DT_FLOAT, fa, 1, 2), tfb = tens(SL_DT_FLOAT, fb, 1, 2);
+    sl_tensor_t tfa = ten(SL_DT_FLOAT, fa, 1, 2), tfb = ten(SL_DT_FLOAT, fb, 1, 2);
     const sl_tensor_t *fins[2] = {&tfa, &tfb};
-    assert_int_equal(run_op("Mod", 13, &fm, 1, fins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Mod", 13, &fm, 1, fins, 2, &out, 1, &err), SL_ENG_OK);
     assert_close(((float *)out.data)[0], -1.5, 0);
     assert_close(((float *)out.data)[1], 1.5, 0);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Mod", 13, NULL, 0, fins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Mod", 13, NULL, 0, fins, 2, &out, 1, &err), SL_ENG_OK);
     assert_close(((float *)out.data)[0], 0.5, 0);
     assert_close(((float *)out.data)[1], -0.5, 0);
     free_outs(&out, 1);
@@ -562,22 +472,22 @@ static void test_pow(void **state) {
     float x[] = {2.0f, -3.0f, 0.5f, 4.0f};
     float e2 = 2.0f, ev[] = {3.0f, 2.0f, -1.0f, 0.5f};
     int64_t ei[] = {3, 2, 0, 1};
-    sl_tensor_t tx = tens(SL_DT_FLOAT, x, 1, 4), te2 = tens(SL_DT_FLOAT, &e2, 0),
-                tev = tens(SL_DT_FLOAT, ev, 1, 4), tei = tens(SL_DT_INT64, ei, 1, 4), out;
+    sl_tensor_t tx = ten(SL_DT_FLOAT, x, 1, 4), te2 = ten(SL_DT_FLOAT, &e2, 0),
+                tev = ten(SL_DT_FLOAT, ev, 1, 4), tei = ten(SL_DT_INT64, ei, 1, 4), out;
     sl_eng_error_t err;
     const sl_tensor_t *sq[2] = {&tx, &te2};
-    assert_int_equal(run_op("Pow", 15, NULL, 0, sq, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Pow", 15, NULL, 0, sq, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 4; i++)
         assert_close(((float *)out.data)[i], (double)x[i] * x[i], 0);
     free_outs(&out, 1);
     const sl_tensor_t *vv[2] = {&tx, &tev};
-    assert_int_equal(run_op("Pow", 15, NULL, 0, vv, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Pow", 15, NULL, 0, vv, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 4; i++)
         assert_close(((float *)out.data)[i], pow(x[i], ev[i]), 1e-6);
     free_outs(&out, 1);
     /* Float base, int64 exponent (opset 12+). */
     const sl_tensor_t *fi[2] = {&tx, &tei};
-    assert_int_equal(run_op("Pow", 15, NULL, 0, fi, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Pow", 15, NULL, 0, fi, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_FLOAT);
     const float want[] = {8.0f, 9.0f, 1.0f, 4.0f};
     for (int i = 0; i < 4; i++)
@@ -585,66 +495,66 @@ static void test_pow(void **state) {
     free_outs(&out, 1);
     /* Int base, int exponent, broadcast. */
     int32_t ib[] = {2, -3, 10}, ie = 3;
-    sl_tensor_t tib = tens(SL_DT_INT32, ib, 1, 3), tie = tens(SL_DT_INT32, &ie, 1, 1);
+    sl_tensor_t tib = ten(SL_DT_INT32, ib, 1, 3), tie = ten(SL_DT_INT32, &ie, 1, 1);
     const sl_tensor_t *ii[2] = {&tib, &tie};
-    assert_int_equal(run_op("Pow", 15, NULL, 0, ii, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Pow", 15, NULL, 0, ii, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_INT32);
     assert_memory_equal(out.data, ((int32_t[]){8, -27, 1000}), 12);
     free_outs(&out, 1);
     /* Before opset 12 the dtypes must match. */
-    assert_int_equal(run_op("Pow", 7, NULL, 0, fi, 2, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Pow", 7, NULL, 0, fi, 2, &out, 1, &err), SL_ENG_EINVAL);
 }
 
 /* ---- comparisons, logic, variadic, PRelu, Where ---- */
 
 static void test_compare_logic(void **state) {
     float a[] = {1.0f, NAN, 3.0f, -0.0f}, b[] = {1.0f, NAN, 2.0f, 0.0f};
-    sl_tensor_t ta = tens(SL_DT_FLOAT, a, 1, 4), tb = tens(SL_DT_FLOAT, b, 1, 4), out;
+    sl_tensor_t ta = ten(SL_DT_FLOAT, a, 1, 4), tb = ten(SL_DT_FLOAT, b, 1, 4), out;
     const sl_tensor_t *ins[2] = {&ta, &tb};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Equal", 13, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Equal", 13, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_BOOL);
     assert_memory_equal(out.data, ((uint8_t[]){1, 0, 0, 1}), 4); /* NaN != NaN, -0 == 0 */
     free_outs(&out, 1);
-    assert_int_equal(run_op("Greater", 13, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Greater", 13, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 0, 1, 0}), 4);
     free_outs(&out, 1);
-    assert_int_equal(run_op("LessOrEqual", 16, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("LessOrEqual", 16, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){1, 0, 0, 1}), 4);
     free_outs(&out, 1);
     /* int64 against a broadcast row. */
     int64_t m[] = {1, 2, 3, 4, 5, 6}, r[] = {2, 5, 3};
-    sl_tensor_t tm = tens(SL_DT_INT64, m, 2, 2, 3), tr = tens(SL_DT_INT64, r, 1, 3);
+    sl_tensor_t tm = ten(SL_DT_INT64, m, 2, 2, 3), tr = ten(SL_DT_INT64, r, 1, 3);
     const sl_tensor_t *mr[2] = {&tm, &tr};
-    assert_int_equal(run_op("Less", 13, NULL, 0, mr, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Less", 13, NULL, 0, mr, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.ndim, 2);
     assert_memory_equal(out.data, ((uint8_t[]){1, 1, 0, 0, 0, 0}), 6);
     free_outs(&out, 1);
-    assert_int_equal(run_op("GreaterOrEqual", 16, NULL, 0, mr, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("GreaterOrEqual", 16, NULL, 0, mr, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 0, 1, 1, 1, 1}), 6);
     free_outs(&out, 1);
     /* And/Or/Xor with [2,2] x [2,1]. */
     uint8_t p[] = {0, 1, 0, 1}, q[] = {0, 1};
-    sl_tensor_t tp = tens(SL_DT_BOOL, p, 2, 2, 2), tq = tens(SL_DT_BOOL, q, 2, 2, 1);
+    sl_tensor_t tp = ten(SL_DT_BOOL, p, 2, 2, 2), tq = ten(SL_DT_BOOL, q, 2, 2, 1);
     const sl_tensor_t *pq[2] = {&tp, &tq};
-    assert_int_equal(run_op("And", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("And", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 0, 0, 1}), 4);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Or", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Or", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 1, 1, 1}), 4);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Xor", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Xor", 7, NULL, 0, pq, 2, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){0, 1, 1, 0}), 4);
     free_outs(&out, 1);
 }
 
 static void test_variadic(void **state) {
     float a[] = {1, 2, 3}, b[] = {10, 20}, c = 100, n[] = {NAN, 0, 5};
-    sl_tensor_t ta = tens(SL_DT_FLOAT, a, 1, 3), tb = tens(SL_DT_FLOAT, b, 2, 2, 1),
-                tc = tens(SL_DT_FLOAT, &c, 0), tn = tens(SL_DT_FLOAT, n, 1, 3), out;
+    sl_tensor_t ta = ten(SL_DT_FLOAT, a, 1, 3), tb = ten(SL_DT_FLOAT, b, 2, 2, 1),
+                tc = ten(SL_DT_FLOAT, &c, 0), tn = ten(SL_DT_FLOAT, n, 1, 3), out;
     const sl_tensor_t *ins[3] = {&ta, &tb, &tc};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Sum", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Sum", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.ndim, 2);
     assert_int_equal(out.dims[0], 2);
     assert_int_equal(out.dims[1], 3);
@@ -652,29 +562,29 @@ static void test_variadic(void **state) {
     for (int i = 0; i < 6; i++)
         assert_close(((float *)out.data)[i], sum[i], 0);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Mean", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Mean", 13, NULL, 0, ins, 3, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 6; i++)
         assert_close(((float *)out.data)[i], sum[i] / 3.0, 1e-6);
     free_outs(&out, 1);
     /* Max propagates NaN like numpy.maximum; one input is a copy. */
     const sl_tensor_t *mx[2] = {&ta, &tn};
-    assert_int_equal(run_op("Max", 13, NULL, 0, mx, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Max", 13, NULL, 0, mx, 2, &out, 1, &err), SL_ENG_OK);
     assert_true(isnan(((float *)out.data)[0]));
     assert_close(((float *)out.data)[1], 2, 0);
     assert_close(((float *)out.data)[2], 5, 0);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Min", 13, NULL, 0, mx, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Min", 13, NULL, 0, mx, 2, &out, 1, &err), SL_ENG_OK);
     assert_true(isnan(((float *)out.data)[0]));
     assert_close(((float *)out.data)[1], 0, 0);
     free_outs(&out, 1);
-    assert_int_equal(run_op("Min", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Min", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, a, sizeof a);
     free_outs(&out, 1);
     /* A missing input and a dtype mismatch are named. */
     int64_t i64 = 1;
-    sl_tensor_t ti = tens(SL_DT_INT64, &i64, 0);
+    sl_tensor_t ti = ten(SL_DT_INT64, &i64, 0);
     const sl_tensor_t *mixed[2] = {&ta, &ti};
-    assert_int_equal(run_op("Sum", 13, NULL, 0, mixed, 2, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Sum", 13, NULL, 0, mixed, 2, &out, 1, &err), SL_ENG_EINVAL);
     assert_non_null(strstr(err.msg, "input 1"));
 }
 
@@ -683,114 +593,114 @@ static void test_prelu_where(void **state) {
     for (int i = 0; i < 12; i++)
         x[i] = (float)i - 6.0f;
     /* X [2,3,2], slope [3,1]. */
-    sl_tensor_t tx = tens(SL_DT_FLOAT, x, 3, 2, 3, 2), ts = tens(SL_DT_FLOAT, slope, 2, 3, 1), out;
+    sl_tensor_t tx = ten(SL_DT_FLOAT, x, 3, 2, 3, 2), ts = ten(SL_DT_FLOAT, slope, 2, 3, 1), out;
     const sl_tensor_t *ins[2] = {&tx, &ts};
     sl_eng_error_t err;
-    assert_int_equal(run_op("PRelu", 16, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("PRelu", 16, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 12; i++)
         assert_close(((float *)out.data)[i], x[i] < 0 ? x[i] * slope[(i / 2) % 3] : x[i], 1e-7);
     free_outs(&out, 1);
     /* Opset 6: a 1-D slope of X's channel count applies along dim 1. */
-    sl_tensor_t tc3 = tens(SL_DT_FLOAT, slope, 1, 3);
+    sl_tensor_t tc3 = ten(SL_DT_FLOAT, slope, 1, 3);
     const sl_tensor_t *old[2] = {&tx, &tc3};
-    assert_int_equal(run_op("PRelu", 6, NULL, 0, old, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("PRelu", 6, NULL, 0, old, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < 12; i++)
         assert_close(((float *)out.data)[i], x[i] < 0 ? x[i] * slope[(i / 2) % 3] : x[i], 1e-7);
     free_outs(&out, 1);
     /* A slope that would grow X is refused (unidirectional broadcast). */
     float big[4] = {0};
-    sl_tensor_t tb = tens(SL_DT_FLOAT, big, 4, 2, 2, 3, 2);
+    sl_tensor_t tb = ten(SL_DT_FLOAT, big, 4, 2, 2, 3, 2);
     const sl_tensor_t *bad[2] = {&tx, &tb};
-    assert_int_equal(run_op("PRelu", 16, NULL, 0, bad, 2, &out, 1, &err), SL_ENG_ESHAPE);
+    assert_int_equal(run_node("PRelu", 16, NULL, 0, bad, 2, &out, 1, &err), SL_ENG_ESHAPE);
     assert_non_null(strstr(err.msg, "slope"));
     /* Where: cond [2,1], X [3], Y scalar, int64. */
     uint8_t cond[] = {1, 0};
     int64_t xv[] = {1, 2, 3}, yv = -1;
-    sl_tensor_t tc = tens(SL_DT_BOOL, cond, 2, 2, 1), txv = tens(SL_DT_INT64, xv, 1, 3),
-                tyv = tens(SL_DT_INT64, &yv, 0);
+    sl_tensor_t tc = ten(SL_DT_BOOL, cond, 2, 2, 1), txv = ten(SL_DT_INT64, xv, 1, 3),
+                tyv = ten(SL_DT_INT64, &yv, 0);
     const sl_tensor_t *w[3] = {&tc, &txv, &tyv};
-    assert_int_equal(run_op("Where", 16, NULL, 0, w, 3, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Where", 16, NULL, 0, w, 3, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_INT64);
     assert_int_equal(out.ndim, 2);
     assert_memory_equal(out.data, ((int64_t[]){1, 2, 3, -1, -1, -1}), 48);
     free_outs(&out, 1);
     /* Where needs a bool condition and matching X/Y dtypes. */
     const sl_tensor_t *w2[3] = {&txv, &txv, &tyv};
-    assert_int_equal(run_op("Where", 16, NULL, 0, w2, 3, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Where", 16, NULL, 0, w2, 3, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     const sl_tensor_t *w3[3] = {&tc, &txv, &tx};
-    assert_int_equal(run_op("Where", 16, NULL, 0, w3, 3, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Where", 16, NULL, 0, w3, 3, &out, 1, &err), SL_ENG_EINVAL);
 }
 
 /* ---- Cast, CastLike, Identity, Dropout ---- */
 
 static void test_cast(void **state) {
     float f[] = {-1.7f, 2.9f, NAN, 1e20f, -1e20f, 300.0f, -1.0f, -0.0f};
-    sl_tensor_t tf = tens(SL_DT_FLOAT, f, 1, 8), out;
+    sl_tensor_t tf = ten(SL_DT_FLOAT, f, 1, 8), out;
     const sl_tensor_t *ins[1] = {&tf};
     sl_eng_error_t err;
     sl_attr_t to = attr_i("to", SL_DT_INT32);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_INT32);
     /* Truncation toward zero, NaN to 0, saturation. */
     assert_memory_equal(out.data, ((int32_t[]){-1, 2, 0, INT32_MAX, INT32_MIN, 300, -1, 0}), 32);
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_UINT8);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
     uint8_t *u = out.data;
     assert_int_equal(u[0], 255); /* -1 wraps, as numpy's astype */
     assert_int_equal(u[5], 44);  /* 300 wraps */
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_BOOL);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){1, 1, 1, 1, 1, 1, 1, 0}), 8);
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_DOUBLE);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_OK);
     assert_close(((double *)out.data)[0], (double)-1.7f, 0);
     assert_true(isnan(((double *)out.data)[2]));
     free_outs(&out, 1);
     /* int64 to narrower integers wraps; int to bool is "not zero". */
     int64_t l[] = {300, -1, INT64_MIN, 2};
-    sl_tensor_t tl = tens(SL_DT_INT64, l, 1, 4);
+    sl_tensor_t tl = ten(SL_DT_INT64, l, 1, 4);
     const sl_tensor_t *lins[1] = {&tl};
     to = attr_i("to", SL_DT_UINT8);
-    assert_int_equal(run_op("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){44, 255, 0, 2}), 4);
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_INT32);
-    assert_int_equal(run_op("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((int32_t[]){300, -1, 0, 2}), 16);
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_BOOL);
-    assert_int_equal(run_op("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
     assert_memory_equal(out.data, ((uint8_t[]){1, 1, 1, 1}), 4);
     free_outs(&out, 1);
     to = attr_i("to", SL_DT_FLOAT);
-    assert_int_equal(run_op("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, lins, 1, &out, 1, &err), SL_ENG_OK);
     assert_close(((float *)out.data)[2], -9.223372e18, 1e-6);
     free_outs(&out, 1);
     /* bool to float. */
     uint8_t bb[] = {0, 1};
-    sl_tensor_t tbb = tens(SL_DT_BOOL, bb, 1, 2);
+    sl_tensor_t tbb = ten(SL_DT_BOOL, bb, 1, 2);
     const sl_tensor_t *bins[1] = {&tbb};
-    assert_int_equal(run_op("Cast", 13, &to, 1, bins, 1, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Cast", 13, &to, 1, bins, 1, &out, 1, &err), SL_ENG_OK);
     assert_close(((float *)out.data)[1], 1.0, 0);
     free_outs(&out, 1);
     /* Unsupported targets and a missing attribute are clear errors. */
     to = attr_i("to", SL_DT_FLOAT16);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "float16"));
     to = attr_i("to", SL_DT_STRING);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
     to = attr_i("to", 999);
-    assert_int_equal(run_op("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
-    assert_int_equal(run_op("Cast", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_EINVAL);
+    assert_int_equal(run_node("Cast", 13, &to, 1, ins, 1, &out, 1, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Cast", 13, NULL, 0, ins, 1, &out, 1, &err), SL_ENG_EINVAL);
     assert_non_null(strstr(err.msg, "'to'"));
     /* CastLike takes the second input's dtype. */
     double like = 0;
-    sl_tensor_t tlike = tens(SL_DT_DOUBLE, &like, 0);
+    sl_tensor_t tlike = ten(SL_DT_DOUBLE, &like, 0);
     const sl_tensor_t *cl[2] = {&tl, &tlike};
-    assert_int_equal(run_op("CastLike", 15, NULL, 0, cl, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("CastLike", 15, NULL, 0, cl, 2, &out, 1, &err), SL_ENG_OK);
     assert_int_equal(out.dtype, SL_DT_DOUBLE);
     assert_close(((double *)out.data)[0], 300.0, 0);
     free_outs(&out, 1);
@@ -798,32 +708,32 @@ static void test_cast(void **state) {
 
 static void test_identity_dropout(void **state) {
     int64_t l[] = {5, -6, 7};
-    sl_tensor_t tl = tens(SL_DT_INT64, l, 1, 3), outs[2];
+    sl_tensor_t tl = ten(SL_DT_INT64, l, 1, 3), outs[2];
     const sl_tensor_t *ins[1] = {&tl};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Identity", 16, NULL, 0, ins, 1, outs, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Identity", 16, NULL, 0, ins, 1, outs, 1, &err), SL_ENG_OK);
     assert_int_equal(outs[0].dtype, SL_DT_INT64);
     assert_memory_equal(outs[0].data, l, sizeof l);
     free_outs(outs, 1);
     float x[] = {1, 2, 3, 4}, ratio = 0.5f;
     uint8_t train = 0;
-    sl_tensor_t tx = tens(SL_DT_FLOAT, x, 2, 2, 2), tr = tens(SL_DT_FLOAT, &ratio, 0),
-                tt = tens(SL_DT_BOOL, &train, 0);
+    sl_tensor_t tx = ten(SL_DT_FLOAT, x, 2, 2, 2), tr = ten(SL_DT_FLOAT, &ratio, 0),
+                tt = ten(SL_DT_BOOL, &train, 0);
     const sl_tensor_t *din[3] = {&tx, &tr, &tt};
-    assert_int_equal(run_op("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_OK);
     assert_memory_equal(outs[0].data, x, sizeof x);
     assert_int_equal(outs[1].dtype, SL_DT_BOOL);
     assert_memory_equal(outs[1].data, ((uint8_t[]){1, 1, 1, 1}), 4);
     free_outs(outs, 2);
     sl_attr_t r = attr_f("ratio", 0.3f);
-    assert_int_equal(run_op("Dropout", 7, &r, 1, din, 1, outs, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Dropout", 7, &r, 1, din, 1, outs, 1, &err), SL_ENG_OK);
     assert_memory_equal(outs[0].data, x, sizeof x);
     free_outs(outs, 1);
     train = 1;
-    assert_int_equal(run_op("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_EUNSUPPORTED);
+    assert_int_equal(run_node("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_EUNSUPPORTED);
     assert_non_null(strstr(err.msg, "training_mode"));
     ratio = 0.0f; /* training with ratio 0 is an identity */
-    assert_int_equal(run_op("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Dropout", 13, NULL, 0, din, 3, outs, 2, &err), SL_ENG_OK);
     assert_memory_equal(outs[0].data, x, sizeof x);
     free_outs(outs, 2);
 }
@@ -848,10 +758,10 @@ static void test_large_and_inplace(void **state) {
         a[i] = (float)(i % 101) * 0.5f - 20.0f;
     for (int j = 0; j < C; j++)
         row[j] = (float)j;
-    sl_tensor_t ta = tens(SL_DT_FLOAT, a, 2, R, C), tr = tens(SL_DT_FLOAT, row, 1, C), out;
+    sl_tensor_t ta = ten(SL_DT_FLOAT, a, 2, R, C), tr = ten(SL_DT_FLOAT, row, 1, C), out;
     const sl_tensor_t *ins[2] = {&ta, &tr};
     sl_eng_error_t err;
-    assert_int_equal(run_op("Mul", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
+    assert_int_equal(run_node("Mul", 14, NULL, 0, ins, 2, &out, 1, &err), SL_ENG_OK);
     for (int i = 0; i < R * C; i++)
         assert_close(((float *)out.data)[i], a[i] * row[i % C], 0);
     free_outs(&out, 1);
@@ -860,9 +770,9 @@ static void test_large_and_inplace(void **state) {
     sl_node_t node = {.name = "r", .op_type = "Relu", .domain = "", .opset = 14, .op = op};
     const sl_tensor_t *one[1] = {&ta};
     sl_tensor_t o = ta;
-    scratch_arena_t arena = {.n = 0};
-    sl_kctx_t k = {.scratch = scratch_alloc, .arena = &arena, .threads = 1, .err = &err};
-    assert_int_equal(op->run(&node, one, 1, &o, 1, &k), SL_ENG_OK);
+    kh_kctx_t t = {.k = {.scratch = kh_scratch, .threads = 1, .err = &err}};
+    assert_int_equal(op->run(&node, one, 1, &o, 1, &t.k), SL_ENG_OK);
+    kh_scratch_free(&t);
     for (int i = 0; i < R * C; i++)
         assert_true(a[i] >= 0);
     free(a);

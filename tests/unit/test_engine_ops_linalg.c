@@ -1,76 +1,12 @@
 /* Unit tests for the engine's matrix kernels (src/engine/ops_linalg.c): MatMul and Gemm run
  * through the registry's kernels the way the executor drives them (infer, then run), checked
  * against a naive triple loop in double, plus the errors a user sees for shapes that do not fit. */
-#include "engine/engine.h"
-#include "engine/op.h"
+#include "engine_kernel_harness.h"
 
 #include <math.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cmocka.h>
-
-/* ---- a minimal executor: one node, scratch from malloc ---- */
-
-static void *scratch_mem;
-
-static void *scratch(sl_kctx_t *k, size_t n) {
-    free(scratch_mem);
-    scratch_mem = malloc(n);
-    return scratch_mem;
-}
-
-/* Runs op (opset) on the inputs. On success out[i].data is malloc'd (free with free_outs). */
-static sl_eng_status_t run_node(const char *op_type, int64_t opset, const sl_attr_t *attrs,
-                                int n_attrs, const sl_tensor_t *const *in, int n_in,
-                                sl_tensor_t *out, int n_out, sl_eng_error_t *err) {
-    const sl_op_t *op = sl_op_find("", op_type, opset);
-    assert_non_null(op);
-    int ids[16] = {0};
-    sl_node_t node = {.name = "n1",
-                      .op_type = op_type,
-                      .domain = "",
-                      .opset = opset,
-                      .n_inputs = n_in,
-                      .inputs = ids,
-                      .n_outputs = n_out,
-                      .outputs = ids,
-                      .n_attrs = n_attrs,
-                      .attrs = attrs,
-                      .op = op};
-    memset(err, 0, sizeof *err);
-    sl_eng_status_t s = SL_ENG_OK;
-    if (op->prepare && (s = op->prepare(&node, NULL, err))) return s;
-    memset(out, 0, sizeof *out * (size_t)n_out);
-    if ((s = op->infer(&node, in, n_in, out, n_out, err))) goto done;
-    for (int i = 0; i < n_out; i++) {
-        out[i].data = malloc(sl_tensor_nbytes(&out[i]) + 1);
-        memset(out[i].data, 0xAB, sl_tensor_nbytes(&out[i]) + 1); /* garbage, as the arena */
-    }
-    sl_kctx_t k = {.scratch = scratch, .threads = 1, .err = err};
-    s = op->run(&node, in, n_in, out, n_out, &k);
-    if (s)
-        for (int i = 0; i < n_out; i++) {
-            free(out[i].data);
-            out[i].data = NULL;
-        }
-done:
-    if (op->release) op->release(&node);
-    free(scratch_mem);
-    scratch_mem = NULL;
-    return s;
-}
-
-static sl_tensor_t tensor(sl_dtype_t dt, int nd, const int64_t *dims, void *data) {
-    sl_tensor_t t = {.dtype = dt, .ndim = nd, .data = data};
-    for (int i = 0; i < nd; i++)
-        t.dims[i] = dims[i];
-    return t;
-}
 
 static float *randf(int64_t n, unsigned seed) {
     float *p = malloc(sizeof *p * (size_t)(n ? n : 1));
@@ -291,14 +227,6 @@ static void test_matmul_errors(void **state) {
 }
 
 /* ---- Gemm ---- */
-
-static sl_attr_t attr_i(const char *name, int64_t v) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INT, .i = v};
-}
-
-static sl_attr_t attr_f(const char *name, float v) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_FLOAT, .f = v};
-}
 
 /* Y = alpha * op(A) op(B) + beta * C with C of dims cd[cnd] (cnd -1: no C). */
 static void check_gemm(int64_t m, int64_t n, int64_t k, int ta, int tb, float alpha, float beta,

@@ -3,132 +3,11 @@
  * inputs with results worked out by hand (a 3x3 conv with padding and stride, a grouped conv,
  * pooling with ceil_mode and pads, batchnorm, layernorm, resize) or, for larger random shapes,
  * against a naive direct convolution written here; and the errors bad nodes get. */
-#include "engine/engine.h"
-#include "engine/op.h"
-
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "engine_kernel_harness.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- harness: a node, a scratch allocator, outputs allocated like the executor does ---- */
-
-typedef struct {
-    sl_kctx_t k; /* first, so that the scratch callback can cast back */
-    void *blocks[64];
-    int n;
-} tctx_t;
-
-static void *t_scratch(sl_kctx_t *k, size_t n) {
-    tctx_t *t = (tctx_t *)k;
-    assert_true(t->n < 64);
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-    assert_non_null(p);
-    t->blocks[t->n++] = p;
-    return p;
-}
-
-static sl_tensor_t ten(sl_dtype_t dt, void *data, int ndim, ...) {
-    sl_tensor_t t = {.dtype = dt, .ndim = ndim, .data = data};
-    va_list ap;
-    va_start(ap, ndim);
-    for (int i = 0; i < ndim; i++)
-        t.dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
-    return t;
-}
-#define F32(data, ...) ten(SL_DT_FLOAT, data, __VA_ARGS__)
-#define I64(data, ...) ten(SL_DT_INT64, data, __VA_ARGS__)
-
-static sl_attr_t a_int(const char *name, int64_t v) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INT, .i = v};
-}
-static sl_attr_t a_ints(const char *name, const int64_t *v, size_t n) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INTS, .ints = v, .n = n};
-}
-
-static sl_eng_error_t last_err;
-
-/* Runs op_type at opset on in[] into out[] (data malloc'd here, freed by free_outs). */
-static sl_eng_status_t run_op(const char *op_type, int64_t opset, const sl_attr_t *attrs,
-                              int n_attrs, const sl_tensor_t *in, int n_in, sl_tensor_t *out,
-                              int n_out) {
-    const sl_op_t *op = sl_op_find("", op_type, opset);
-    assert_non_null(op);
-    int ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    sl_node_t node = {.name = "n1",
-                      .op_type = op_type,
-                      .domain = "",
-                      .opset = opset,
-                      .n_inputs = n_in,
-                      .inputs = ids,
-                      .n_outputs = n_out,
-                      .outputs = ids,
-                      .n_attrs = n_attrs,
-                      .attrs = attrs,
-                      .op = op};
-    const sl_tensor_t *ins[8];
-    for (int i = 0; i < n_in; i++)
-        ins[i] = in[i].dtype == SL_DT_UNDEFINED ? NULL : &in[i];
-    memset(&last_err, 0, sizeof last_err);
-    for (int o = 0; o < n_out; o++)
-        out[o] = (sl_tensor_t){0};
-    sl_eng_status_t s = SL_ENG_OK;
-    if (op->prepare) s = op->prepare(&node, ins, &last_err);
-    if (!s) s = op->infer(&node, ins, n_in, out, n_out, &last_err);
-    if (s) return s;
-    for (int o = 0; o < n_out; o++) {
-        out[o].data = malloc(sl_tensor_nbytes(&out[o]) + 1);
-        assert_non_null(out[o].data);
-    }
-    tctx_t t = {.k = {.scratch = t_scratch, .threads = 1, .err = &last_err}};
-    s = op->run(&node, ins, n_in, out, n_out, &t.k);
-    for (int i = 0; i < t.n; i++)
-        free(t.blocks[i]);
-    if (op->release) op->release(&node);
-    return s;
-}
-
-static void free_outs(sl_tensor_t *out, int n) {
-    for (int i = 0; i < n; i++) {
-        free(out[i].data);
-        out[i].data = NULL;
-    }
-}
-
-static void assert_dims(const sl_tensor_t *t, int ndim, const int64_t *dims) {
-    assert_int_equal(t->ndim, ndim);
-    for (int i = 0; i < ndim; i++)
-        assert_int_equal(t->dims[i], dims[i]);
-}
-
-static void assert_floats(const float *got, const float *want, int n, float tol) {
-    for (int i = 0; i < n; i++) {
-        if (fabsf(got[i] - want[i]) > tol * (1 + fabsf(want[i])))
-            fail_msg("element %d: got %.7g, want %.7g", i, got[i], want[i]);
-    }
-}
-
-/* 0, 1, 2, ... */
-static float *iota(float *x, int n) {
-    for (int i = 0; i < n; i++)
-        x[i] = (float)i;
-    return x;
-}
-
-static sl_attr_t a_float(const char *name, float v) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_FLOAT, .f = v};
-}
-static sl_attr_t a_str(const char *name, const char *s) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_STRING, .s = s, .s_len = strlen(s)};
-}
-#define INTS(name, ...)                                                                            \
-    a_ints(name, (const int64_t[]){__VA_ARGS__},                                                   \
-           sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
 
 /* ---- Conv ---- */
 
@@ -160,7 +39,7 @@ static void test_conv_grouped_with_bias(void **state) {
                         F32(w, 4, INT64_C(2), INT64_C(1), INT64_C(1), INT64_C(1)),
                         F32(b, 1, INT64_C(2))},
                 out[1];
-    sl_attr_t at[] = {a_int("group", 2)};
+    sl_attr_t at[] = {attr_i("group", 2)};
     assert_int_equal(run_op("Conv", 11, at, 1, in, 3, out, 1), SL_ENG_OK);
     float want[] = {3, 5, 7, 9, 14, 17, 20, 23};
     assert_floats(out[0].data, want, 8, 0);
@@ -256,10 +135,10 @@ static void check_conv_case(const conv_case_t *c) {
         pads[i] = c->pb[i];
         pads[c->nsp + i] = c->pe[i];
     }
-    sl_attr_t at[] = {a_int("group", c->group), a_ints("strides", c->s, (size_t)c->nsp),
-                      a_ints("dilations", c->d, (size_t)c->nsp),
-                      c->auto_pad ? a_str("auto_pad", c->auto_pad)
-                                  : a_ints("pads", pads, 2 * (size_t)c->nsp)};
+    sl_attr_t at[] = {attr_i("group", c->group), attr_ints("strides", c->s, (size_t)c->nsp),
+                      attr_ints("dilations", c->d, (size_t)c->nsp),
+                      c->auto_pad ? attr_s("auto_pad", c->auto_pad)
+                                  : attr_ints("pads", pads, 2 * (size_t)c->nsp)};
     assert_int_equal(run_op("Conv", 11, at, 4, in, 3, out, 1), SL_ENG_OK);
     int64_t osp = 1, od[3];
     conv_case_t eff = *c;
@@ -362,7 +241,7 @@ static void test_convtranspose_grouped_against_scatter(void **state) {
                         F32(w, 4, (int64_t)C, (int64_t)MG, (int64_t)KH, (int64_t)KW),
                         F32(b, 1, (int64_t)(G * MG))},
                 out[1];
-    sl_attr_t at[] = {a_int("group", G), INTS("strides", S, S), INTS("pads", P, P, P, P)};
+    sl_attr_t at[] = {attr_i("group", G), INTS("strides", S, S), INTS("pads", P, P, P, P)};
     assert_int_equal(run_op("ConvTranspose", 11, at, 3, in, 3, out, 1), SL_ENG_OK);
     int64_t OH = S * (H - 1) + KH - 2 * P, OW = S * (W - 1) + KW - 2 * P;
     assert_dims(&out[0], 4, (int64_t[]){N, G * MG, OH, OW});
@@ -393,7 +272,7 @@ static void test_maxpool_ceil_and_indices(void **state) {
     float x[16];
     iota(x, 16);
     sl_tensor_t in[] = {F32(x, 4, INT64_C(1), INT64_C(1), INT64_C(4), INT64_C(4))}, out[2];
-    sl_attr_t at[] = {INTS("kernel_shape", 3, 3), INTS("strides", 2, 2), a_int("ceil_mode", 1)};
+    sl_attr_t at[] = {INTS("kernel_shape", 3, 3), INTS("strides", 2, 2), attr_i("ceil_mode", 1)};
     assert_int_equal(run_op("MaxPool", 12, at, 3, in, 1, out, 2), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 2, 2});
     assert_floats(out[0].data, (float[]){10, 11, 14, 15}, 4, 0);
@@ -403,7 +282,7 @@ static void test_maxpool_ceil_and_indices(void **state) {
     free_outs(out, 2);
     /* Without ceil_mode one window fits; column-major indices. */
     sl_attr_t at2[] = {INTS("kernel_shape", 3, 3), INTS("strides", 2, 2),
-                       a_int("storage_order", 1)};
+                       attr_i("storage_order", 1)};
     assert_int_equal(run_op("MaxPool", 12, at2, 3, in, 1, out, 2), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 1, 1});
     assert_floats(out[0].data, (float[]){10}, 1, 0);
@@ -425,7 +304,7 @@ static void test_averagepool_pads(void **state) {
     assert_floats(out[0].data, x, 9, 1e-6f);
     free_outs(out, 1);
     sl_attr_t inc[] = {INTS("kernel_shape", 3, 3), INTS("pads", 1, 1, 1, 1),
-                       a_int("count_include_pad", 1)};
+                       attr_i("count_include_pad", 1)};
     assert_int_equal(run_op("AveragePool", 11, inc, 3, in, 1, out, 1), SL_ENG_OK);
     float q = 4.0f / 9, e = 6.0f / 9;
     assert_floats(out[0].data, (float[]){q, e, q, e, 1, e, q, e, q}, 9, 1e-6f);
@@ -435,7 +314,7 @@ static void test_averagepool_pads(void **state) {
     iota(y, 9);
     sl_tensor_t in2[] = {F32(y, 4, INT64_C(1), INT64_C(1), INT64_C(3), INT64_C(3))};
     sl_attr_t su[] = {INTS("kernel_shape", 2, 2), INTS("strides", 2, 2),
-                      a_str("auto_pad", "SAME_UPPER")};
+                      attr_s("auto_pad", "SAME_UPPER")};
     assert_int_equal(run_op("AveragePool", 11, su, 3, in2, 1, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 2, 2});
     assert_floats(out[0].data, (float[]){2, 3.5f, 6.5f, 8}, 4, 1e-6f);
@@ -462,12 +341,12 @@ static void test_batchnorm_inference(void **state) {
                         F32(sc, 1, INT64_C(2)), F32(b, 1, INT64_C(2)), F32(mean, 1, INT64_C(2)),
                         F32(var, 1, INT64_C(2))},
                 out[3];
-    sl_attr_t at[] = {a_float("epsilon", 0)};
+    sl_attr_t at[] = {attr_f("epsilon", 0)};
     assert_int_equal(run_op("BatchNormalization", 15, at, 1, in, 5, out, 1), SL_ENG_OK);
     assert_floats(out[0].data, (float[]){0, 0.5f, 1, 3}, 4, 1e-6f);
     free_outs(out, 1);
     /* Training mode: batch statistics, running ones updated with momentum. */
-    sl_attr_t tr[] = {a_float("epsilon", 0), a_int("training_mode", 1), a_float("momentum", 0.5f)};
+    sl_attr_t tr[] = {attr_f("epsilon", 0), attr_i("training_mode", 1), attr_f("momentum", 0.5f)};
     assert_int_equal(run_op("BatchNormalization", 15, tr, 3, in, 5, out, 3), SL_ENG_OK);
     /* ch0: batch mean 1.5, var 0.25 -> y = (x - 1.5) / 0.5 */
     assert_floats(out[0].data, (float[]){-1, 1, -1, 3}, 4, 1e-6f);
@@ -493,7 +372,7 @@ static void test_layernorm_outputs(void **state) {
     assert_floats(out[1].data, (float[]){2.5f, 2}, 2, 1e-6f);
     assert_floats(out[2].data, (float[]){inv, 1.0f / sqrtf(1e-5f)}, 2, 1e-4f);
     free_outs(out, 3);
-    sl_attr_t ax[] = {a_int("axis", 2)};
+    sl_attr_t ax[] = {attr_i("axis", 2)};
     assert_int_equal(run_op("LayerNormalization", 17, ax, 1, in, 3, out, 1), SL_ENG_EINVAL);
 }
 
@@ -510,8 +389,7 @@ static void test_instancenorm_and_lrn(void **state) {
 
     float y[3] = {1, 2, 3};
     sl_tensor_t lin[] = {F32(y, 4, INT64_C(1), INT64_C(3), INT64_C(1), INT64_C(1))};
-    sl_attr_t at[] = {a_int("size", 3), a_float("alpha", 3), a_float("beta", 1),
-                      a_float("bias", 1)};
+    sl_attr_t at[] = {attr_i("size", 3), attr_f("alpha", 3), attr_f("beta", 1), attr_f("bias", 1)};
     assert_int_equal(run_op("LRN", 13, at, 4, lin, 1, out, 1), SL_ENG_OK);
     assert_floats(out[0].data, (float[]){1.0f / 6, 2.0f / 15, 3.0f / 14}, 3, 1e-6f);
     free_outs(out, 1);
@@ -525,7 +403,7 @@ static void test_resize_linear_and_nearest(void **state) {
     sl_tensor_t in[] = {F32(x, 4, INT64_C(1), INT64_C(1), INT64_C(2), INT64_C(2)),
                         F32(NULL, 1, INT64_C(0)), F32(sc, 1, INT64_C(4))},
                 out[1];
-    sl_attr_t lin[] = {a_str("mode", "linear")};
+    sl_attr_t lin[] = {attr_s("mode", "linear")};
     assert_int_equal(run_op("Resize", 13, lin, 1, in, 3, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 4, 4});
     float want[] = {1,    1.25f, 1.75f, 2,    1.5f, 1.75f, 2.25f, 2.5f,
@@ -535,7 +413,7 @@ static void test_resize_linear_and_nearest(void **state) {
     /* Nearest (round_prefer_floor, half_pixel), scales 2 x 3. */
     float sc2[4] = {1, 1, 2, 3};
     in[2] = F32(sc2, 1, INT64_C(4));
-    sl_attr_t nn[] = {a_str("coordinate_transformation_mode", "half_pixel")};
+    sl_attr_t nn[] = {attr_s("coordinate_transformation_mode", "half_pixel")};
     assert_int_equal(run_op("Resize", 13, nn, 1, in, 3, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 4, 6});
     float wn[] = {1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 3, 3, 3, 4, 4, 4};
@@ -545,8 +423,8 @@ static void test_resize_linear_and_nearest(void **state) {
     int64_t sizes[4] = {1, 1, 3, 3};
     sl_tensor_t in3[] = {in[0], F32(NULL, 1, INT64_C(0)), F32(NULL, 1, INT64_C(0)),
                          I64(sizes, 1, INT64_C(4))};
-    sl_attr_t ac[] = {a_str("mode", "linear"),
-                      a_str("coordinate_transformation_mode", "align_corners")};
+    sl_attr_t ac[] = {attr_s("mode", "linear"),
+                      attr_s("coordinate_transformation_mode", "align_corners")};
     assert_int_equal(run_op("Resize", 13, ac, 2, in3, 4, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 4, (int64_t[]){1, 1, 3, 3});
     assert_floats(out[0].data, (float[]){1, 1.5f, 2, 2, 2.5f, 3, 3, 3.5f, 4}, 9, 1e-6f);

@@ -3,122 +3,11 @@
  * whose results are worked out by hand: Reduce* with keepdims, non-adjacent axes, the opset 13
  * axes input and noop_with_empty_axes; ArgMax/ArgMin ties; Softmax before and after opset 13;
  * TopK ties and k; CumSum; and the errors a bad node gets. */
-#include "engine/engine.h"
-#include "engine/op.h"
-
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "engine_kernel_harness.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- harness: a node, a scratch allocator, outputs allocated like the executor does ---- */
-
-typedef struct {
-    sl_kctx_t k; /* first, so that the scratch callback can cast back */
-    void *blocks[64];
-    int n;
-} tctx_t;
-
-static void *t_scratch(sl_kctx_t *k, size_t n) {
-    tctx_t *t = (tctx_t *)k;
-    assert_true(t->n < 64);
-    void *p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-    assert_non_null(p);
-    t->blocks[t->n++] = p;
-    return p;
-}
-
-static sl_tensor_t ten(sl_dtype_t dt, void *data, int ndim, ...) {
-    sl_tensor_t t = {.dtype = dt, .ndim = ndim, .data = data};
-    va_list ap;
-    va_start(ap, ndim);
-    for (int i = 0; i < ndim; i++)
-        t.dims[i] = va_arg(ap, int64_t);
-    va_end(ap);
-    return t;
-}
-#define F32(data, ...) ten(SL_DT_FLOAT, data, __VA_ARGS__)
-#define I64(data, ...) ten(SL_DT_INT64, data, __VA_ARGS__)
-
-static sl_attr_t a_int(const char *name, int64_t v) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INT, .i = v};
-}
-static sl_attr_t a_ints(const char *name, const int64_t *v, size_t n) {
-    return (sl_attr_t){.name = name, .type = SL_ATTR_INTS, .ints = v, .n = n};
-}
-
-static sl_eng_error_t last_err;
-
-/* Runs op_type at opset on in[] into out[] (data malloc'd here, freed by free_outs). */
-static sl_eng_status_t run_op(const char *op_type, int64_t opset, const sl_attr_t *attrs,
-                              int n_attrs, const sl_tensor_t *in, int n_in, sl_tensor_t *out,
-                              int n_out) {
-    const sl_op_t *op = sl_op_find("", op_type, opset);
-    assert_non_null(op);
-    int ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    sl_node_t node = {.name = "n1",
-                      .op_type = op_type,
-                      .domain = "",
-                      .opset = opset,
-                      .n_inputs = n_in,
-                      .inputs = ids,
-                      .n_outputs = n_out,
-                      .outputs = ids,
-                      .n_attrs = n_attrs,
-                      .attrs = attrs,
-                      .op = op};
-    const sl_tensor_t *ins[8];
-    for (int i = 0; i < n_in; i++)
-        ins[i] = in[i].dtype == SL_DT_UNDEFINED ? NULL : &in[i];
-    memset(&last_err, 0, sizeof last_err);
-    for (int o = 0; o < n_out; o++)
-        out[o] = (sl_tensor_t){0};
-    sl_eng_status_t s = SL_ENG_OK;
-    if (op->prepare) s = op->prepare(&node, ins, &last_err);
-    if (!s) s = op->infer(&node, ins, n_in, out, n_out, &last_err);
-    if (s) return s;
-    for (int o = 0; o < n_out; o++) {
-        out[o].data = malloc(sl_tensor_nbytes(&out[o]) + 1);
-        assert_non_null(out[o].data);
-    }
-    tctx_t t = {.k = {.scratch = t_scratch, .threads = 1, .err = &last_err}};
-    s = op->run(&node, ins, n_in, out, n_out, &t.k);
-    for (int i = 0; i < t.n; i++)
-        free(t.blocks[i]);
-    if (op->release) op->release(&node);
-    return s;
-}
-
-static void free_outs(sl_tensor_t *out, int n) {
-    for (int i = 0; i < n; i++) {
-        free(out[i].data);
-        out[i].data = NULL;
-    }
-}
-
-static void assert_dims(const sl_tensor_t *t, int ndim, const int64_t *dims) {
-    assert_int_equal(t->ndim, ndim);
-    for (int i = 0; i < ndim; i++)
-        assert_int_equal(t->dims[i], dims[i]);
-}
-
-static void assert_floats(const float *got, const float *want, int n, float tol) {
-    for (int i = 0; i < n; i++) {
-        if (fabsf(got[i] - want[i]) > tol * (1 + fabsf(want[i])))
-            fail_msg("element %d: got %.7g, want %.7g", i, got[i], want[i]);
-    }
-}
-
-/* 0, 1, 2, ... */
-static float *iota(float *x, int n) {
-    for (int i = 0; i < n; i++)
-        x[i] = (float)i;
-    return x;
-}
 
 /* ---- reductions ---- */
 
@@ -126,7 +15,7 @@ static void test_reduce_mean_middle_axis(void **state) {
     float x[24];
     iota(x, 24); /* [2, 3, 4] */
     int64_t axes[] = {1};
-    sl_attr_t at[] = {a_ints("axes", axes, 1)};
+    sl_attr_t at[] = {attr_ints("axes", axes, 1)};
     sl_tensor_t in[] = {F32(x, 3, INT64_C(2), INT64_C(3), INT64_C(4))}, out[1];
     assert_int_equal(run_op("ReduceMean", 13, at, 1, in, 1, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 3, (int64_t[]){2, 1, 4});
@@ -139,7 +28,7 @@ static void test_reduce_mean_middle_axis(void **state) {
 static void test_reduce_max_non_adjacent_axes_no_keepdims(void **state) {
     float x[12] = {1, -5, 3, 9, 0, 2, -1, -2, 8, 4, 7, 6}; /* [2, 3, 2] */
     int64_t axes[] = {0, -1};
-    sl_attr_t at[] = {a_ints("axes", axes, 2), a_int("keepdims", 0)};
+    sl_attr_t at[] = {attr_ints("axes", axes, 2), attr_i("keepdims", 0)};
     sl_tensor_t in[] = {F32(x, 3, INT64_C(2), INT64_C(3), INT64_C(2))}, out[1];
     assert_int_equal(run_op("ReduceMax", 13, at, 2, in, 1, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 1, (int64_t[]){3});
@@ -163,7 +52,7 @@ static void test_reduce_sum_axes_input_and_noop(void **state) {
     assert_dims(&out[0], 2, (int64_t[]){1, 1});
     assert_floats(out[0].data, (float[]){21}, 1, 0);
     free_outs(out, 1);
-    sl_attr_t noop[] = {a_int("noop_with_empty_axes", 1)};
+    sl_attr_t noop[] = {attr_i("noop_with_empty_axes", 1)};
     assert_int_equal(run_op("ReduceSum", 13, noop, 1, in, 2, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 2, (int64_t[]){2, 3});
     assert_floats(out[0].data, x, 6, 0);
@@ -173,7 +62,7 @@ static void test_reduce_sum_axes_input_and_noop(void **state) {
 static void test_reduce_family_values(void **state) {
     float x[4] = {1, -2, 3, -4}; /* [1, 4], reduced over axis 1 */
     int64_t axes[] = {1};
-    sl_attr_t at[] = {a_ints("axes", axes, 1), a_int("keepdims", 0)};
+    sl_attr_t at[] = {attr_ints("axes", axes, 1), attr_i("keepdims", 0)};
     struct {
         const char *op;
         float want;
@@ -199,7 +88,7 @@ static void test_reduce_family_values(void **state) {
 static void test_reduce_int64(void **state) {
     int64_t x[6] = {1, 2, 3, 4, 5, 6}; /* [3, 2], over axis 0 */
     int64_t axes[] = {0};
-    sl_attr_t at[] = {a_ints("axes", axes, 1)};
+    sl_attr_t at[] = {attr_ints("axes", axes, 1)};
     sl_tensor_t in[] = {I64(x, 2, INT64_C(3), INT64_C(2))}, out[1];
     assert_int_equal(run_op("ReduceProd", 13, at, 1, in, 1, out, 1), SL_ENG_OK);
     assert_int_equal(out[0].dtype, SL_DT_INT64);
@@ -217,13 +106,13 @@ static void test_reduce_int64(void **state) {
 static void test_reduce_bad_axes(void **state) {
     float x[6] = {0};
     int64_t axes[] = {2};
-    sl_attr_t at[] = {a_ints("axes", axes, 1)};
+    sl_attr_t at[] = {attr_ints("axes", axes, 1)};
     sl_tensor_t in[] = {F32(x, 2, INT64_C(2), INT64_C(3))}, out[1];
     assert_int_equal(run_op("ReduceMean", 13, at, 1, in, 1, out, 1), SL_ENG_EINVAL);
     assert_non_null(strstr(last_err.msg, "node 'n1' (ReduceMean)"));
     assert_non_null(strstr(last_err.msg, "out of range"));
     int64_t dup[] = {1, -1};
-    sl_attr_t at2[] = {a_ints("axes", dup, 2)};
+    sl_attr_t at2[] = {attr_ints("axes", dup, 2)};
     assert_int_equal(run_op("ReduceMean", 13, at2, 1, in, 1, out, 1), SL_ENG_EINVAL);
     assert_non_null(strstr(last_err.msg, "twice"));
     sl_tensor_t s[] = {ten(SL_DT_STRING, x, 1, INT64_C(1))};
@@ -234,7 +123,7 @@ static void test_reduce_bad_axes(void **state) {
 
 static void test_argmax_ties_and_last_index(void **state) {
     float x[6] = {2, 7, 7, 5, 1, 5}; /* [2, 3], along axis 1 */
-    sl_attr_t at[] = {a_int("axis", 1), a_int("keepdims", 0)};
+    sl_attr_t at[] = {attr_i("axis", 1), attr_i("keepdims", 0)};
     sl_tensor_t in[] = {F32(x, 2, INT64_C(2), INT64_C(3))}, out[1];
     assert_int_equal(run_op("ArgMax", 13, at, 2, in, 1, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 1, (int64_t[]){2});
@@ -242,14 +131,14 @@ static void test_argmax_ties_and_last_index(void **state) {
     assert_int_equal(y[0], 1);
     assert_int_equal(y[1], 0);
     free_outs(out, 1);
-    sl_attr_t last[] = {a_int("axis", 1), a_int("keepdims", 0), a_int("select_last_index", 1)};
+    sl_attr_t last[] = {attr_i("axis", 1), attr_i("keepdims", 0), attr_i("select_last_index", 1)};
     assert_int_equal(run_op("ArgMax", 13, last, 3, in, 1, out, 1), SL_ENG_OK);
     y = out[0].data;
     assert_int_equal(y[0], 2);
     assert_int_equal(y[1], 2);
     free_outs(out, 1);
     /* ArgMin along axis 0 (inner > 1), keepdims. */
-    sl_attr_t a0[] = {a_int("axis", 0)};
+    sl_attr_t a0[] = {attr_i("axis", 0)};
     assert_int_equal(run_op("ArgMin", 13, a0, 1, in, 1, out, 1), SL_ENG_OK);
     assert_dims(&out[0], 2, (int64_t[]){1, 3});
     y = out[0].data;
@@ -277,7 +166,7 @@ static void test_softmax_axis_and_coercion(void **state) {
     assert_floats(out[0].data, want11, 6, 1e-6f);
     free_outs(out, 1);
     /* Opset 13 along axis 1 (inner 3): pairs (x[0,0,j], x[0,1,j]) are equal, so 0.5 each. */
-    sl_attr_t ax[] = {a_int("axis", 1)};
+    sl_attr_t ax[] = {attr_i("axis", 1)};
     assert_int_equal(run_op("Softmax", 13, ax, 1, in, 1, out, 1), SL_ENG_OK);
     float half[] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
     assert_floats(out[0].data, half, 6, 1e-6f);
@@ -317,7 +206,7 @@ static void test_topk_stable_ties(void **state) {
     assert_int_equal(idx[1], 2);
     assert_int_equal(idx[2], 4);
     free_outs(out, 2);
-    sl_attr_t small[] = {a_int("largest", 0)};
+    sl_attr_t small[] = {attr_i("largest", 0)};
     assert_int_equal(run_op("TopK", 11, small, 1, in, 2, out, 2), SL_ENG_OK);
     assert_floats(out[0].data, (float[]){0, 1, 2}, 3, 0);
     idx = out[1].data;
@@ -333,7 +222,7 @@ static void test_topk_stable_ties(void **state) {
 static void test_topk_axis0(void **state) {
     float x[6] = {1, 9, 5, 4, 3, 8}; /* [3, 2], k = 1 along axis 0 */
     int64_t k[] = {1};
-    sl_attr_t at[] = {a_int("axis", 0)};
+    sl_attr_t at[] = {attr_i("axis", 0)};
     sl_tensor_t in[] = {F32(x, 2, INT64_C(3), INT64_C(2)), I64(k, 1, INT64_C(1))}, out[2];
     assert_int_equal(run_op("TopK", 11, at, 1, in, 2, out, 2), SL_ENG_OK);
     assert_dims(&out[0], 2, (int64_t[]){1, 2});
@@ -353,7 +242,7 @@ static void test_cumsum_modes(void **state) {
     assert_int_equal(run_op("CumSum", 14, NULL, 0, in, 2, out, 1), SL_ENG_OK);
     assert_floats(out[0].data, (float[]){1, 3, 6, 4, 9, 15}, 6, 0);
     free_outs(out, 1);
-    sl_attr_t er[] = {a_int("exclusive", 1), a_int("reverse", 1)};
+    sl_attr_t er[] = {attr_i("exclusive", 1), attr_i("reverse", 1)};
     assert_int_equal(run_op("CumSum", 14, er, 2, in, 2, out, 1), SL_ENG_OK);
     assert_floats(out[0].data, (float[]){5, 3, 0, 11, 6, 0}, 6, 0);
     free_outs(out, 1);
@@ -378,7 +267,7 @@ static void test_reduce_every_axis_subset(void **state) {
         size_t na = 0;
         for (int d = 0; d < 4; d++)
             if (mask & (1 << d)) axes[na++] = d;
-        sl_attr_t at[] = {a_ints("axes", axes, na)};
+        sl_attr_t at[] = {attr_ints("axes", axes, na)};
         sl_tensor_t in[] = {F32(x, 4, (int64_t)A, (int64_t)B, (int64_t)C, (int64_t)D)}, out[1];
         assert_int_equal(run_op("ReduceMean", 13, at, 1, in, 1, out, 1), SL_ENG_OK);
         int64_t od[4], cnt = 1;
