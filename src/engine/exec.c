@@ -1,8 +1,9 @@
 /* The executor: a run context holds one tensor per value id and an arena for every tensor a
  * run computes. A run checks the caller's inputs against the model's declared value infos, then
- * asks each node's kernel (in topological order) for its output shapes, allocates the outputs
- * from the arena and runs the kernel. The arena is reset, not freed, between runs, so a warm run
- * with the same input shapes makes no heap allocation at all. */
+ * asks each node's kernel (in topological order) for its output shapes, takes the outputs from
+ * the memory plan (plan.c: buffers of values no later node reads are reused) and runs the
+ * kernel. The arena is reset, not freed, between runs, so a warm run with the same input shapes
+ * makes no heap allocation at all. */
 #include "engine/model_internal.h"
 
 #include <stdio.h>
@@ -14,9 +15,11 @@
 struct sl_run {
     const sl_model_t *m;
     sl_arena_t arena;
+    sl_plan_t plan;
     sl_tensor_t *vals;      /* one per value id; constants bound once at creation */
     const sl_tensor_t **in; /* a node's inputs, max_node_inputs of them */
     sl_tensor_t *out;       /* a node's outputs, max_node_outputs of them */
+    int *out_buf;           /* the plan's buffer of each of a node's outputs, -1 for none */
 };
 
 sl_eng_status_t sl_run_new(const sl_model_t *m, sl_run_t **out, sl_eng_error_t *err) {
@@ -31,7 +34,9 @@ sl_eng_status_t sl_run_new(const sl_model_t *m, sl_run_t **out, sl_eng_error_t *
     r->vals = calloc(m->n_values + 1, sizeof *r->vals);
     r->in = calloc((size_t)m->max_node_inputs + 1, sizeof *r->in);
     r->out = calloc((size_t)m->max_node_outputs + 1, sizeof *r->out);
-    if (!r->vals || !r->in || !r->out) {
+    r->out_buf = calloc((size_t)m->max_node_outputs + 1, sizeof *r->out_buf);
+    if (!r->vals || !r->in || !r->out || !r->out_buf ||
+        sl_plan_init(&r->plan, m, &r->arena) != SL_ENG_OK) {
         sl_run_free(r);
         return sl_eng_set_error(err, SL_ENG_ENOMEM, "out of memory creating a run context");
     }
@@ -44,15 +49,25 @@ sl_eng_status_t sl_run_new(const sl_model_t *m, sl_run_t **out, sl_eng_error_t *
 
 void sl_run_free(sl_run_t *r) {
     if (!r) return;
+    sl_plan_free(&r->plan);
     sl_arena_free(&r->arena);
     free(r->vals);
     free(r->in);
     free(r->out);
+    free(r->out_buf);
     free(r);
 }
 
 size_t sl_run_arena_blocks(const sl_run_t *r) {
     return r->arena.n_blocks;
+}
+
+size_t sl_run_peak_bytes(const sl_run_t *r) {
+    return r->plan.peak;
+}
+
+size_t sl_run_demand_bytes(const sl_run_t *r) {
+    return r->plan.demand;
 }
 
 /* "float32[-1,64]" */
@@ -130,6 +145,7 @@ static sl_eng_status_t alloc_outputs(sl_run_t *r, const sl_node_t *n, sl_eng_err
     for (int j = 0; j < n->n_outputs; j++) {
         sl_tensor_t *t = &r->out[j];
         t->data = NULL;
+        r->out_buf[j] = -1;
         if (n->outputs[j] < 0 && t->dtype == SL_DT_UNDEFINED) continue; /* omitted, not made */
         const char *oname = n->outputs[j] >= 0 ? m->values[n->outputs[j]].name : "(omitted)";
         size_t bytes;
@@ -147,14 +163,16 @@ static sl_eng_status_t alloc_outputs(sl_run_t *r, const sl_node_t *n, sl_eng_err
                                  "(max_tensor_bytes)",
                                  oname, bytes, m->opts.max_tensor_bytes);
         }
-        /* The memory planner will hand out offsets into one planned buffer here. */
-        t->data = sl_arena_alloc(&r->arena, bytes);
-        if (!t->data) return sl_node_error(n, err, SL_ENG_ENOMEM, "out of memory for outputs");
+        int b = sl_plan_take(&r->plan, bytes);
+        if (b < 0) return sl_node_error(n, err, SL_ENG_ENOMEM, "out of memory for outputs");
+        r->out_buf[j] = b;
+        t->data = r->plan.bufs[b].data;
     }
     return SL_ENG_OK;
 }
 
-static sl_eng_status_t run_node(sl_run_t *r, const sl_node_t *n, sl_eng_error_t *err) {
+static sl_eng_status_t run_node(sl_run_t *r, size_t k_idx, sl_eng_error_t *err) {
+    const sl_node_t *n = &r->m->nodes[k_idx];
     for (int j = 0; j < n->n_inputs; j++)
         r->in[j] = n->inputs[j] >= 0 ? &r->vals[n->inputs[j]] : NULL;
     memset(r->out, 0, (size_t)n->n_outputs * sizeof *r->out);
@@ -173,8 +191,14 @@ static sl_eng_status_t run_node(sl_run_t *r, const sl_node_t *n, sl_eng_error_t 
     sl_arena_release(&r->arena, mark); /* scratch lives for this node only */
     if (st != SL_ENG_OK) return kernel_failed(n, st, "run", err);
     for (int j = 0; j < n->n_outputs; j++) {
-        if (n->outputs[j] >= 0) r->vals[n->outputs[j]] = r->out[j];
+        if (n->outputs[j] >= 0) {
+            r->vals[n->outputs[j]] = r->out[j];
+            r->plan.val_buf[n->outputs[j]] = r->out_buf[j];
+        } else {
+            sl_plan_give(&r->plan, r->out_buf[j]); /* made but omitted: dead already */
+        }
     }
+    sl_plan_after_node(&r->plan, k_idx);
     return SL_ENG_OK;
 }
 
@@ -190,13 +214,14 @@ sl_eng_status_t sl_run_exec(sl_run_t *r, const sl_tensor_t *inputs, size_t n_inp
                                 m->n_outputs, n_outputs);
     }
     sl_arena_reset(&r->arena);
+    sl_plan_reset(&r->plan);
     for (size_t i = 0; i < n_inputs; i++) {
         sl_eng_status_t st = check_input(m, i, &inputs[i], err);
         if (st != SL_ENG_OK) return st;
         r->vals[m->input_ids[i]] = inputs[i]; /* bound, not copied: read during this call */
     }
     for (size_t k = 0; k < m->n_nodes; k++) {
-        sl_eng_status_t st = run_node(r, &m->nodes[k], err);
+        sl_eng_status_t st = run_node(r, k, err);
         if (st != SL_ENG_OK) return st;
     }
     for (size_t i = 0; i < m->n_outputs; i++) {

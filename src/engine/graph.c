@@ -1,6 +1,6 @@
 /* The graph pass of model loading: a name table for value ids, the checks that every value is
  * produced exactly once, topological order (Kahn) with cycle detection, and each value's last
- * use, which the executor's memory planner will use to reuse buffers by lifetime. */
+ * use, which the executor's memory plan (plan.c) uses to reuse buffers by lifetime. */
 #include "engine/model_internal.h"
 
 #include <stdint.h>
@@ -164,6 +164,25 @@ static size_t node_on_cycle(const sl_model_t *m, const int *indeg) {
     return cur;
 }
 
+void sl_graph_lifetimes(sl_model_t *m) {
+    for (size_t i = 0; i < m->n_values; i++) {
+        m->values[i].producer = -1;
+        m->values[i].last_use = -1;
+        m->values[i].is_output = false;
+    }
+    for (size_t k = 0; k < m->n_nodes; k++) {
+        const sl_node_t *nd = &m->nodes[k];
+        for (int j = 0; j < nd->n_outputs; j++) {
+            if (nd->outputs[j] >= 0) m->values[nd->outputs[j]].producer = (int)k;
+        }
+        for (int j = 0; j < nd->n_inputs; j++) {
+            if (nd->inputs[j] >= 0) m->values[nd->inputs[j]].last_use = (int)k;
+        }
+    }
+    for (size_t i = 0; i < m->n_outputs; i++)
+        m->values[m->output_ids[i]].is_output = true;
+}
+
 sl_eng_status_t sl_graph_order(sl_model_t *m, sl_eng_error_t *err) {
     sl_eng_status_t st = assign_producers(m, err);
     if (st != SL_ENG_OK) return st;
@@ -230,24 +249,7 @@ sl_eng_status_t sl_graph_order(sl_model_t *m, sl_eng_error_t *err) {
     for (size_t k = 0; k < n; k++)
         sorted[k] = m->nodes[order[k]];
     m->nodes = sorted;
-    for (size_t i = 0; i < m->n_values; i++) {
-        m->values[i].last_use = -1;
-        m->values[i].is_output = false;
-    }
-    for (size_t k = 0; k < n; k++) {
-        const sl_node_t *nd = &m->nodes[k];
-        for (int j = 0; j < nd->n_outputs; j++) {
-            if (nd->outputs[j] >= 0) m->values[nd->outputs[j]].producer = (int)k;
-        }
-        for (int j = 0; j < nd->n_inputs; j++) {
-            if (nd->inputs[j] >= 0) m->values[nd->inputs[j]].last_use = (int)k;
-        }
-    }
-    for (size_t i = 0; i < m->n_outputs; i++)
-        m->values[m->output_ids[i]].is_output = true;
-    /* The memory planner goes here: with producer and last_use known, values whose lifetimes
-     * do not overlap can share one arena offset (greedy by size). Until then every value of a
-     * run gets its own arena allocation. */
+    sl_graph_lifetimes(m);
 done:
     free(indeg);
     free(estart);

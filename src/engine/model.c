@@ -663,6 +663,8 @@ static sl_eng_status_t build_graph(build_t *b, const Onnx__ModelProto *mp) {
     }
     if ((st = convert_outputs(b, g)) != SL_ENG_OK) return st;
     if ((st = sl_graph_order(m, &b->e)) != SL_ENG_OK) return st;
+    if (b->runnable && (st = sl_fold_constants(m, &b->e)) != SL_ENG_OK) return st;
+    if (b->runnable && (st = sl_fuse(m, &b->e)) != SL_ENG_OK) return st;
     if (b->runnable && (st = prepare_nodes(b)) != SL_ENG_OK) {
         if (!b->lenient) return st;
         snprintf(b->why_not, sizeof b->why_not, "%s", b->e.msg);

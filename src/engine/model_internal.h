@@ -1,7 +1,7 @@
 /* Internal to the engine: the loaded model (values, nodes in topological order, declared inputs
- * and outputs), the bump arena that holds a model's load-time memory and a run's tensors, and
- * the graph pass that model.c runs after conversion. Nothing outside src/engine (and its tests)
- * includes this header. */
+ * and outputs), the bump arena that holds a model's load-time memory and a run's tensors, the
+ * graph passes that model.c runs after conversion (ordering, constant folding, fusion) and the
+ * executor's memory plan. Nothing outside src/engine (and its tests) includes this header. */
 #ifndef SL_ENGINE_MODEL_INTERNAL_H
 #define SL_ENGINE_MODEL_INTERNAL_H
 
@@ -100,8 +100,12 @@ struct sl_model {
     int64_t n_params;
     int max_node_inputs; /* the largest n_inputs of any node: sizes the executor's arrays */
     int max_node_outputs;
-    size_t n_prepared; /* nodes [0, n_prepared) went through op->prepare: release those */
-    bool runnable;     /* false only for models built for sl_model_inspect's description */
+    size_t n_prepared;   /* nodes [0, n_prepared) went through op->prepare: release those */
+    size_t n_fused_bn;   /* BatchNormalization nodes folded into the Conv before them (fuse.c) */
+    size_t n_fused_bias; /* Add nodes folded into the MatMul before them as its bias */
+    size_t n_fused_act;  /* activations folded into the Gemm or MatMul before them */
+    size_t n_folded;     /* nodes constant folding ran at load and removed (fold.c) */
+    bool runnable;       /* false only for models built for sl_model_inspect's description */
     char why_not[512];
 };
 
@@ -123,10 +127,107 @@ sl_eng_status_t sl_name_map_put(sl_name_map_t *m, const char *name, int id);
  * SL_ENG_EGRAPH naming a node on it. */
 sl_eng_status_t sl_graph_order(sl_model_t *m, sl_eng_error_t *err);
 
+/* Recomputes producer, last_use and is_output of every value from m->nodes as it stands: the
+ * passes that remove or replace nodes after ordering (folding, fusion) call it. */
+void sl_graph_lifetimes(sl_model_t *m);
+
+/* ---- constant folding (fold.c) ---- */
+
+/* The largest tensor folding makes (each output of a folded node), and the most it makes in
+ * all: past these a node is left to run time. */
+#define SL_FOLD_MAX_TENSOR_BYTES ((size_t)64 << 20)
+#define SL_FOLD_MAX_TOTAL_BYTES  ((size_t)256 << 20)
+
+/* Runs once, at load, every node whose inputs are all constants and whose output is a pure
+ * function of them (random ops and Dropout are left alone), in topological order so chains
+ * fold; their outputs become constants held in m->pool and the nodes leave m->nodes
+ * (m->n_folded counts them; producer and last_use are recomputed). Must run before
+ * prepare_nodes: it prepares and releases each node it folds itself. A node that fails
+ * (infer, run, size limits) is kept and fails again, with its message, at run time. Returns
+ * SL_ENG_OK, or SL_ENG_ENOMEM with err set. */
+sl_eng_status_t sl_fold_constants(sl_model_t *m, sl_eng_error_t *err);
+
+/* ---- load-time fusions (fuse.c) ---- */
+
+/* What fuse.c hangs on node->state of a Gemm or MatMul node that absorbed the nodes after it
+ * (held in the model's pool, never released). The node keeps its name, op_type and first
+ * inputs, so errors still name it; its op becomes sl_op_gemm_fused or sl_op_matmul_fused. */
+typedef struct sl_fused {
+    /* MatMul only: input 2 is a constant float bias with every dim 1 but the last, which is
+     * 1 or N (B's columns): the Add that followed, broadcast over the output's last dim. */
+    bool bias;
+    /* The activation that followed (Relu, LeakyRelu, Sigmoid, Tanh or Clip), a copy of its node
+     * with its op and attributes, run in place on the output; NULL when none. */
+    const sl_node_t *act;
+    bool act_relu;                /* act is a Relu: the kernels' own in-place loop */
+    int act_n_in;                 /* its inputs: 1, or up to 3 for Clip 11+ */
+    const sl_tensor_t *act_in[3]; /* [1], [2]: Clip's constant min and max (NULL: absent) */
+} sl_fused_t;
+
+/* The kernels of fused nodes (ops_linalg.c); not in any table, so no model can name them. Both
+ * are float32 only, which fuse.c guarantees by fusing only nodes whose B is a float constant. */
+extern const sl_op_t sl_op_gemm_fused;
+extern const sl_op_t sl_op_matmul_fused;
+
+/* Rewrites the ordered graph of a runnable model before its nodes are prepared: folds
+ * Conv + BatchNormalization into the Conv's weights and bias, and MatMul + Add (constant bias)
+ * and Gemm/MatMul + activation into one node, where the intermediate values have no other
+ * reader and are not graph outputs. Removed nodes' memory stays in the pool; weights replaced
+ * by folded copies are freed when nothing else reads them. Recomputes producer and last_use.
+ * Returns SL_ENG_OK, or SL_ENG_ENOMEM (err set), after which the model may only be freed. */
+sl_eng_status_t sl_fuse(sl_model_t *m, sl_eng_error_t *err);
+
 /* ---- executor (exec.c) ---- */
 
 /* Blocks the run context's arena holds: after a warm-up run, a run with the same input shapes
  * must not add one. */
 size_t sl_run_arena_blocks(const sl_run_t *r);
+/* Bytes of tensor buffers the last run took from its arena: its high-water mark, since buffers
+ * go back to the plan's free list, never to the arena, within a run (scratch not counted). */
+size_t sl_run_peak_bytes(const sl_run_t *r);
+/* Bytes the last run's node outputs would have taken with no reuse (one buffer each). */
+size_t sl_run_demand_bytes(const sl_run_t *r);
+
+/* ---- memory plan (plan.c) ---- */
+
+/* Which buffers can be reused when. The static part comes from the model's final node list
+ * (after folding and fusion): after node k, the values in dead[dead_start[k] ..
+ * dead_start[k + 1]) are read by no later node, so their buffers go back to the free list
+ * (graph outputs never do). The dynamic part is made per run from the actual sizes: a new
+ * output takes the smallest free buffer that holds it, else a new one from the arena. Planning
+ * is deterministic, so a run with the shapes of an earlier one makes the same choices and fits
+ * the arena's kept blocks: warm runs allocate nothing. */
+typedef struct sl_plan_buf {
+    void *data; /* in the run's arena, valid until the arena is reset */
+    size_t cap; /* bytes, a multiple of SL_ARENA_ALIGN */
+} sl_plan_buf_t;
+
+typedef struct sl_plan {
+    /* static */
+    int *dead;          /* value ids, grouped by the node after which they die */
+    size_t *dead_start; /* n_nodes + 1 offsets into dead */
+    /* per run */
+    sl_arena_t *arena; /* borrowed: the run context's */
+    sl_plan_buf_t *bufs;
+    int n_bufs, max_bufs; /* max_bufs: every node output of a run, the most a run can make */
+    int *free_ids;        /* indices into bufs of the free buffers, unordered */
+    int n_free;
+    int *val_buf;  /* per value id: the buffer holding it, -1 when none */
+    size_t peak;   /* bytes of all bufs: the run's high-water mark */
+    size_t demand; /* bytes asked for this run */
+} sl_plan_t;
+
+/* Builds p's static part from m (borrowed: m must outlive p) over arena (borrowed, the run
+ * context's). SL_ENG_ENOMEM when out of memory (p is then safe to sl_plan_free). */
+sl_eng_status_t sl_plan_init(sl_plan_t *p, const sl_model_t *m, sl_arena_t *arena);
+void sl_plan_free(sl_plan_t *p);
+/* Forgets every buffer; call right after resetting the arena, at the start of a run. */
+void sl_plan_reset(sl_plan_t *p);
+/* A buffer of at least bytes: its index, or -1 when out of memory. */
+int sl_plan_take(sl_plan_t *p, size_t bytes);
+/* Puts buffer b back on the free list. */
+void sl_plan_give(sl_plan_t *p, int b);
+/* Gives back the buffers of the values that die after node k. */
+void sl_plan_after_node(sl_plan_t *p, size_t k);
 
 #endif

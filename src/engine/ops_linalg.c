@@ -1,7 +1,10 @@
 /* CPU kernels: the matrix operators MatMul (numpy matmul semantics) and Gemm. Float32 and
  * float64 go to OpenBLAS (gemv for the single-row case that batch-1 MLPs live on, where gemm's
- * packing overhead dominates); integer types use a plain i-k-j loop the compiler vectorises. */
+ * packing overhead dominates); integer types use a plain i-k-j loop the compiler vectorises.
+ * Also the kernels of the nodes fuse.c builds: MatMul with a bias added through sgemm's beta,
+ * and Gemm or MatMul followed by an activation applied in place on the output. */
 #include "engine/la_layout.h"
+#include "engine/model_internal.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -47,14 +50,16 @@ INT_MM(mm_i64, int64_t, uint64_t)
 INT_MM(mm_u32, uint32_t, uint32_t)
 INT_MM(mm_u64, uint64_t, uint64_t)
 
-static void mm_f32(const float *a, const float *b, float *c, int64_t m, int64_t nn, int64_t k) {
+/* C = A * B + beta * C: beta is 0, or 1 when C already holds a bias (fused MatMul + Add). */
+static void mm_f32(const float *a, const float *b, float *c, int64_t m, int64_t nn, int64_t k,
+                   float beta) {
     if (m == 1)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)nn, 1.0f, b, (int)nn, a, 1, 0.0f, c, 1);
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)nn, 1.0f, b, (int)nn, a, 1, beta, c, 1);
     else if (nn == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f, a, (int)k, b, 1, 0.0f, c, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f, a, (int)k, b, 1, beta, c, 1);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nn, (int)k, 1.0f, a,
-                    (int)k, b, (int)nn, 0.0f, c, (int)nn);
+                    (int)k, b, (int)nn, beta, c, (int)nn);
 }
 
 static void mm_f64(const double *a, const double *b, double *c, int64_t m, int64_t nn, int64_t k) {
@@ -67,11 +72,12 @@ static void mm_f64(const double *a, const double *b, double *c, int64_t m, int64
                     (int)k, b, (int)nn, 0.0, c, (int)nn);
 }
 
+/* acc: add to C (float32 only: the fused MatMul, which is float32 only). */
 static void mm_any(sl_dtype_t t, const void *a, const void *b, void *c, int64_t m, int64_t nn,
-                   int64_t k) {
+                   int64_t k, bool acc) {
     switch (t) {
     case SL_DT_FLOAT:
-        mm_f32(a, b, c, m, nn, k);
+        mm_f32(a, b, c, m, nn, k, acc ? 1.0f : 0.0f);
         break;
     case SL_DT_DOUBLE:
         mm_f64(a, b, c, m, nn, k);
@@ -169,31 +175,29 @@ static sl_eng_status_t matmul_infer(const sl_node_t *n, const sl_tensor_t *const
     return SL_ENG_OK;
 }
 
-static sl_eng_status_t matmul_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
-                                  sl_tensor_t *out, int n_out, sl_kctx_t *k) {
-    const sl_tensor_t *a = in[0], *b = in[1];
-    mm_shape_t s;
-    sl_eng_status_t st = mm_shape(n, a, b, &s, k->err);
-    if (st) return st;
+/* The products of every batch into c; acc: add to what c holds (a bias) instead. */
+static void matmul_batches(const mm_shape_t *sp, const sl_tensor_t *a, const sl_tensor_t *b,
+                           void *out, bool acc) {
+    const mm_shape_t s = *sp;
     size_t es = sl_dtype_size(a->dtype);
     int64_t batch = sl_la__prod(s.bd, 0, s.nb);
     size_t out_mat = (size_t)(s.m * s.n) * es;
-    if (batch == 0 || out_mat == 0) return SL_ENG_OK;
+    if (batch == 0 || out_mat == 0) return;
     if (s.k == 0) {
-        memset(out[0].data, 0, (size_t)batch * out_mat);
-        return SL_ENG_OK;
+        if (!acc) memset(out, 0, (size_t)batch * out_mat);
+        return;
     }
     /* B shared by every batch and A not broadcast: the batch is one taller matrix. */
     if (s.b_mats == 1 && s.a_mats == batch && (int64_t)batch * s.m <= INT_MAX) {
-        mm_any(a->dtype, a->data, b->data, out[0].data, batch * s.m, s.n, s.k);
-        return SL_ENG_OK;
+        mm_any(a->dtype, a->data, b->data, out, batch * s.m, s.n, s.k, acc);
+        return;
     }
     size_t a_mat = (size_t)(s.m * s.k) * es, b_mat = (size_t)(s.k * s.n) * es;
     int64_t cnt[MAXD] = {0}, ao = 0, bo = 0;
-    char *c = out[0].data;
+    char *c = out;
     for (int64_t it = 0; it < batch; it++, c += out_mat) {
         mm_any(a->dtype, (const char *)a->data + (size_t)ao * a_mat,
-               (const char *)b->data + (size_t)bo * b_mat, c, s.m, s.n, s.k);
+               (const char *)b->data + (size_t)bo * b_mat, c, s.m, s.n, s.k, acc);
         for (int j = s.nb - 1; j >= 0; j--) {
             ao += s.as[j];
             bo += s.bs[j];
@@ -203,6 +207,14 @@ static sl_eng_status_t matmul_run(const sl_node_t *n, const sl_tensor_t *const *
             cnt[j] = 0;
         }
     }
+}
+
+static sl_eng_status_t matmul_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
+                                  sl_tensor_t *out, int n_out, sl_kctx_t *k) {
+    mm_shape_t s;
+    sl_eng_status_t st = mm_shape(n, in[0], in[1], &s, k->err);
+    if (st) return st;
+    matmul_batches(&s, in[0], in[1], out[0].data, false);
     return SL_ENG_OK;
 }
 
@@ -378,6 +390,123 @@ static sl_eng_status_t gemm_run(const sl_node_t *n, const sl_tensor_t *const *in
     }
     return SL_ENG_OK;
 }
+
+/* ---- fused nodes (built by fuse.c; state: sl_fused_t) ---- */
+
+/* ReLU in place through one pointer: no aliasing for the compiler to version the loop on, so
+ * it is SIMD (-O3 -fopt-info-vec: "loop vectorized"). Same values as the Relu kernel: NaN and
+ * -0 pass through. */
+static void relu_inplace(float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = y[i] < 0 ? 0.0f : y[i];
+}
+
+/* The fused activation, in place on y. ReLU, the common case, has its own loop above; the others
+ * run the activation's own kernel (every elementwise loop reads element i before writing it), so
+ * the result is bit-identical to the unfused graph, at one indirect call per node. */
+static sl_eng_status_t fused_act(const sl_fused_t *f, sl_tensor_t *y, sl_kctx_t *k) {
+    if (!f->act || sl_tensor_numel(y) == 0) return SL_ENG_OK;
+    if (f->act_relu && y->dtype == SL_DT_FLOAT) {
+        relu_inplace(y->data, (size_t)sl_tensor_numel(y));
+        return SL_ENG_OK;
+    }
+    const sl_tensor_t *ins[3] = {y, f->act_in[1], f->act_in[2]};
+    return f->act->op->run(f->act, ins, f->act_n_in, y, 1, k);
+}
+
+/* fuse.c fuses only nodes whose B is a float constant; a different A fails here as unfused. */
+static sl_eng_status_t fused_float(const sl_node_t *n, const sl_tensor_t *const *in,
+                                   sl_eng_error_t *err) {
+    if (in[0]->dtype != SL_DT_FLOAT || in[1]->dtype != SL_DT_FLOAT)
+        return sl_node_error(n, err, SL_ENG_EINVAL, "inputs have dtypes %s and %s, expected float",
+                             sl_dtype_name(in[0]->dtype), sl_dtype_name(in[1]->dtype));
+    return SL_ENG_OK;
+}
+
+static sl_eng_status_t gemm_fused_infer(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
+                                        sl_tensor_t *out, int n_out, sl_eng_error_t *err) {
+    sl_eng_status_t st = gemm_infer(n, in, n_in, out, n_out, err);
+    return st ? st : fused_float(n, in, err);
+}
+
+static sl_eng_status_t gemm_fused_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
+                                      sl_tensor_t *out, int n_out, sl_kctx_t *k) {
+    sl_eng_status_t st = gemm_run(n, in, n_in, out, n_out, k);
+    return st ? st : fused_act(n->state, &out[0], k);
+}
+
+/* MatMul's shape, and with a bias (input 2) the Add's broadcast: the bias has one value or N
+ * (fuse.c checked every other dim is 1); with more dims than the product it adds leading 1s. */
+static sl_eng_status_t matmul_fused_shape(const sl_node_t *n, const sl_tensor_t *const *in,
+                                          int n_in, int n_out, mm_shape_t *s, sl_eng_error_t *err) {
+    const sl_fused_t *f = n->state;
+    int want = f->bias ? 3 : 2;
+    sl_eng_status_t st = sl_la__arity(n, in, n_in, want, want, n_out, 1, 1, err);
+    if (st || (st = mm_shape(n, in[0], in[1], s, err)) || (st = fused_float(n, in, err))) return st;
+    if (!f->bias) return SL_ENG_OK;
+    const sl_tensor_t *c = in[2];
+    int64_t last = c->ndim ? c->dims[c->ndim - 1] : 1;
+    if (c->dtype != SL_DT_FLOAT || sl_tensor_numel(c) != last ||
+        (last != 1 && (in[1]->ndim < 2 || last != s->n))) {
+        char b1[160];
+        return sl_node_error(n, err, SL_ENG_ESHAPE,
+                             "fused bias %s cannot be broadcast over the last dim (%lld)",
+                             sl_la__dims_str(c->ndim, c->dims, b1, sizeof b1), (long long)s->n);
+    }
+    if (c->ndim > s->out_nd) {
+        int extra = c->ndim - s->out_nd;
+        memmove(s->out + extra, s->out, (size_t)s->out_nd * sizeof s->out[0]);
+        for (int i = 0; i < extra; i++)
+            s->out[i] = 1;
+        s->out_nd = c->ndim;
+    }
+    return SL_ENG_OK;
+}
+
+static sl_eng_status_t matmul_fused_infer(const sl_node_t *n, const sl_tensor_t *const *in,
+                                          int n_in, sl_tensor_t *out, int n_out,
+                                          sl_eng_error_t *err) {
+    mm_shape_t s;
+    sl_eng_status_t st = matmul_fused_shape(n, in, n_in, n_out, &s, err);
+    if (st || (st = sl_la__check_dims(n, s.out_nd, s.out, sizeof(float), err))) return st;
+    out[0].dtype = SL_DT_FLOAT;
+    out[0].ndim = s.out_nd;
+    memcpy(out[0].dims, s.out, sizeof s.out);
+    return SL_ENG_OK;
+}
+
+/* Every row of y (rows of n) starts as the bias, which sgemm then accumulates onto (beta = 1),
+ * as Gemm does with C: no second pass over the output. */
+static void bias_rows(float *restrict y, const float *restrict c, int64_t n_c, int64_t total,
+                      int64_t n) {
+    if (n_c == 1 || n <= 1) {
+        for (int64_t i = 0; i < total; i++)
+            y[i] = c[0];
+        return;
+    }
+    for (int64_t r = 0; r < total / n; r++)
+        memcpy(y + r * n, c, (size_t)n * sizeof *y);
+}
+
+static sl_eng_status_t matmul_fused_run(const sl_node_t *n, const sl_tensor_t *const *in, int n_in,
+                                        sl_tensor_t *out, int n_out, sl_kctx_t *k) {
+    const sl_fused_t *f = n->state;
+    mm_shape_t s;
+    sl_eng_status_t st = matmul_fused_shape(n, in, n_in, n_out, &s, k->err);
+    if (st) return st;
+    if (f->bias)
+        bias_rows(out[0].data, in[2]->data, sl_tensor_numel(in[2]), sl_tensor_numel(&out[0]), s.n);
+    matmul_batches(&s, in[0], in[1], out[0].data, f->bias);
+    return fused_act(f, &out[0], k);
+}
+
+const sl_op_t sl_op_gemm_fused = {
+    .op_type = "Gemm", .domain = "", .since = 1, .infer = gemm_fused_infer, .run = gemm_fused_run};
+const sl_op_t sl_op_matmul_fused = {.op_type = "MatMul",
+                                    .domain = "",
+                                    .since = 1,
+                                    .infer = matmul_fused_infer,
+                                    .run = matmul_fused_run};
 
 const sl_op_t sl_ops_linalg[] = {
     {.op_type = "MatMul", .domain = "", .since = 1, .infer = matmul_infer, .run = matmul_run},
