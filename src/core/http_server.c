@@ -482,8 +482,20 @@ static int cb_url(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* Chunked trailers arrive after the head, whose bytes the request view points into: they are
+ * counted against the header limit and otherwise ignored (no handler reads trailers). */
+static int trailer_bytes(http_conn_t *c, size_t len) {
+    c->header_bytes += (uint32_t)len;
+    if (c->header_bytes > c->srv->limits.max_header_bytes) {
+        c->limit_status = 431;
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int cb_header_field(llhttp_t *p, const char *at, size_t len) {
     http_conn_t *c = p->data;
+    if (c->phase == PH_BODY) return trailer_bytes(c, len);
     c->header_bytes += (uint32_t)len;
     if (c->header_bytes > c->srv->limits.max_header_bytes) {
         c->limit_status = 431;
@@ -513,6 +525,7 @@ static int cb_header_field(llhttp_t *p, const char *at, size_t len) {
 
 static int cb_header_value(llhttp_t *p, const char *at, size_t len) {
     http_conn_t *c = p->data;
+    if (c->phase == PH_BODY) return trailer_bytes(c, len);
     c->header_bytes += (uint32_t)len;
     if (c->header_bytes > c->srv->limits.max_header_bytes) {
         c->limit_status = 431;
@@ -533,7 +546,8 @@ static int cb_header_field_complete(llhttp_t *p) {
     http_conn_t *c = p->data;
     c->in_value = false;
     /* Mark the field as finished so that a following field is not taken as its continuation. */
-    if (c->n_hdrs > 0) c->hdrs[c->n_hdrs - 1].value_off = (uint32_t)c->head.len;
+    if (c->n_hdrs > 0 && c->phase != PH_BODY)
+        c->hdrs[c->n_hdrs - 1].value_off = (uint32_t)c->head.len;
     return 0;
 }
 

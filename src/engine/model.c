@@ -3,6 +3,7 @@
  * declared inputs and outputs, and nodes with converted attributes and their kernels, ordered by
  * graph.c. Also the inspect report, which describes models the engine cannot run. */
 #include "engine/model_internal.h"
+#include "engine/schema.h"
 #include "engine/io.h"
 
 #include <cblas.h>
@@ -404,16 +405,11 @@ static sl_eng_status_t convert_node(build_t *b, size_t idx, const Onnx__NodeProt
         }
     }
     /* Trailing omitted optionals ("x", "") mean the same as leaving them out; trimming them lets
-     * each kernel's arity check see what is really there. No op the engine runs has an
-     * optional first input, so for those an empty one is an error here rather than a NULL for
-     * every kernel; ops it cannot run (Scan's first input is optional) are reported as such
-     * below. */
+     * the arity check below (sl_schema_check) see what is really there. */
     while (n->n_inputs > 0 && ins[n->n_inputs - 1] < 0)
         n->n_inputs--;
     while (n->n_outputs > 0 && outs[n->n_outputs - 1] < 0)
         n->n_outputs--;
-    if (n->n_inputs > 0 && ins[0] < 0 && sl_op_find(n->domain, n->op_type, n->opset))
-        return sl_node_error(n, &b->e, SL_ENG_EGRAPH, "its first input has an empty name");
     if (n->n_outputs == 0)
         return sl_node_error(n, &b->e, SL_ENG_EGRAPH, "has no outputs (every op has at least one)");
     bool attrs_ok = true;
@@ -457,6 +453,10 @@ static sl_eng_status_t convert_node(build_t *b, size_t idx, const Onnx__NodeProt
             &b->e, SL_ENG_EUNSUPPORTED, "op '%.64s' (domain '%.64s', opset %lld) is not supported",
             n->op_type, n->domain, (long long)n->opset);
         if (note(b, st) != SL_ENG_OK) return st;
+    } else {
+        /* Kernels trust their required inputs to be there: hold every node to its schema. */
+        sl_eng_status_t st = sl_schema_check(n, &b->e);
+        if (st != SL_ENG_OK) return st;
     }
     if (n->n_inputs > m->max_node_inputs) m->max_node_inputs = n->n_inputs;
     if (n->n_outputs > m->max_node_outputs) m->max_node_outputs = n->n_outputs;

@@ -311,3 +311,13 @@ def test_head_gets_headers_only_and_keeps_framing(srv):
     assert heads[0].endswith(b"\r\n\r\n")  # no body after a HEAD response
     assert heads[1].startswith(b"404") and heads[1].endswith(b"\r\n\r\n")
     assert heads[2].startswith(b"200") and heads[2].endswith(b"\r\n\r\nok\n")
+
+
+def test_chunked_trailers_are_accepted_and_ignored(srv):
+    s = connect(port(srv))
+    s.sendall(b"POST /v1/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nX-Other: " + b"y" * 300 + b"\r\n\r\n"
+              b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = read_responses(s, 2)
+    assert [g[0] for g in got] == [200, 200]
+    assert got[0][2] == b"hello" and got[1][2] == b"ok\n"

@@ -237,7 +237,20 @@ static void test_node_arity(void **state) {
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 1, d);
     s.nodes[s.n_nodes++] = node("Relu", "r", ",x", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
-    expect_fail(&s, SL_ENG_EGRAPH, "node 'r' (Relu): its first input has an empty name");
+    expect_fail(&s, SL_ENG_EGRAPH, "node 'r' (Relu): has 2 inputs; opset 13 allows 1 to 1");
+
+    /* Nodes are held to their ONNX schema: a required input left empty, too few inputs. */
+    memset(&s, 0, sizeof s);
+    s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 1, d);
+    s.nodes[s.n_nodes++] = node("Add", "sum", ",x", "y");
+    s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
+    expect_fail(&s, SL_ENG_EGRAPH,
+                "node 'sum' (Add): input 0 is required by the operator but its name is empty");
+    memset(&s, 0, sizeof s);
+    s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 1, d);
+    s.nodes[s.n_nodes++] = node("Gemm", "fc", "x", "y");
+    s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d);
+    expect_fail(&s, SL_ENG_EGRAPH, "node 'fc' (Gemm): has 1 inputs; opset 13 allows 2 to 3");
 
     memset(&s, 0, sizeof s);
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 1, d);
