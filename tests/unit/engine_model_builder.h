@@ -197,4 +197,17 @@ static inline sl_eng_status_t spec_load(const spec_t *s, const sl_model_opts_t *
     return sl_model_load_memory(buf, len, opts, m, err);
 }
 
+/* Loads s, failing the test with the engine's message on an error, then frees the builder's
+ * memory (the model does not borrow it). */
+static inline sl_model_t *spec_load_ok(const spec_t *s, const sl_model_opts_t *opts) {
+    sl_model_t *model = NULL;
+    sl_eng_error_t err;
+    if (spec_load(s, opts, &model, &err) != SL_ENG_OK) {
+        print_error("load: %s\n", err.msg);
+        fail();
+    }
+    builder_reset();
+    return model;
+}
+
 #endif

@@ -16,17 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Loads s (builder_reset is the caller's), failing the test on an error. */
-static sl_model_t *load(const spec_t *s, const sl_model_opts_t *opts) {
-    sl_model_t *model = NULL;
-    sl_eng_error_t err;
-    if (spec_load(s, opts, &model, &err) != SL_ENG_OK) {
-        print_error("load: %s\n", err.msg);
-        fail();
-    }
-    return model;
-}
-
 static const int64_t dN3[] = {-1, 3};
 static const int64_t d3[] = {3};
 static const float bias[] = {1, 2, 3};
@@ -42,7 +31,7 @@ static sl_model_t *add_model(bool extra_outputs, const sl_model_opts_t *opts) {
         s.outputs[s.n_outputs++] = vinfo("x", SL_DT_FLOAT, 2, dN3);
         s.outputs[s.n_outputs++] = vinfo("b", SL_DT_FLOAT, 1, d3);
     }
-    sl_model_t *m = load(&s, opts);
+    sl_model_t *m = spec_load_ok(&s, opts);
     builder_reset();
     return m;
 }
@@ -179,7 +168,7 @@ static void test_limits_and_kernel_errors(void **state) {
     s.nodes[s.n_nodes++] = node("Add", "widen", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 2, dN3);
     sl_model_opts_t o = {.max_tensor_bytes = 1000};
-    sl_model_t *m = load(&s, &o);
+    sl_model_t *m = spec_load_ok(&s, &o);
     builder_reset();
     sl_run_t *r;
     sl_eng_error_t err;
@@ -201,7 +190,7 @@ static void test_limits_and_kernel_errors(void **state) {
     s.inits[s.n_inits++] = tensor_f("b", 1, d3, bias, 3);
     s.nodes[s.n_nodes++] = node("Add", "add0", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, -1, NULL);
-    m = load(&s, NULL);
+    m = spec_load_ok(&s, NULL);
     builder_reset();
     assert_int_equal(sl_run_new(m, &r, &err), SL_ENG_OK);
     x = ftensor(xs, 2, 2, 4);

@@ -23,17 +23,6 @@
 
 #define ALIGNED(n) (((size_t)(n) + 63) & ~(size_t)63)
 
-static sl_model_t *load(const spec_t *s) {
-    sl_model_t *model = NULL;
-    sl_eng_error_t err;
-    if (spec_load(s, NULL, &model, &err) != SL_ENG_OK) {
-        print_error("load: %s\n", err.msg);
-        fail();
-    }
-    builder_reset();
-    return model;
-}
-
 /* An int64 initializer (data copied, tracked like the builder's). */
 static Onnx__TensorProto *tensor_i(const char *name, int ndim, const int64_t *dims,
                                    const int64_t *data, size_t count) {
@@ -80,7 +69,7 @@ static void test_fold_chain(void **state) {
     s.nodes[s.n_nodes++] = node("Add", "add_w", "a,w", "b");
     s.nodes[s.n_nodes++] = node("Add", "add_x", "x,b", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d3);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     assert_int_equal(m->n_folded, 2);
     assert_int_equal(m->n_nodes, 1);
     assert_string_equal(m->nodes[0].name, "add_x");
@@ -114,7 +103,7 @@ static void test_no_fold_from_inputs(void **state) {
     s.nodes[s.n_nodes++] = node("Shape", "shape", "x", "s");
     s.nodes[s.n_nodes++] = node("Add", "plus1", "s,one", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_INT64, 1, d1);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     assert_int_equal(m->n_folded, 0);
     assert_int_equal(m->n_nodes, 2);
     sl_run_t *r;
@@ -147,7 +136,7 @@ static void test_fold_skips_impure_and_oversized(void **state) {
     s.outputs[s.n_outputs++] = vinfo("d", SL_DT_FLOAT, 1, d3);
     s.outputs[s.n_outputs++] = vinfo("fb", SL_DT_FLOAT, 1, big);
     s.outputs[s.n_outputs++] = vinfo("fs", SL_DT_FLOAT, 1, small);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     assert_int_equal(m->n_folded, 1);
     assert_int_equal(m->n_nodes, 2);
     assert_string_equal(m->nodes[0].name, "drop");
@@ -168,7 +157,7 @@ static void test_fold_failure_left_for_run_time(void **state) {
     s.inits[s.n_inits++] = tensor_i("shape", 1, d1, two, 1);
     s.nodes[s.n_nodes++] = node("Reshape", "bad_reshape", "w,shape", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, two);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     assert_int_equal(m->n_folded, 0);
     assert_int_equal(m->n_nodes, 1);
     sl_run_t *r;
@@ -191,7 +180,7 @@ static void test_folded_graph_output(void **state) {
     s.nodes[s.n_nodes++] = node("Neg", "neg_x", "x", "nx");
     s.outputs[s.n_outputs++] = vinfo("cw", SL_DT_FLOAT, 1, d3);
     s.outputs[s.n_outputs++] = vinfo("nx", SL_DT_FLOAT, 1, d3);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     assert_int_equal(m->n_folded, 1);
     sl_run_t *r;
     sl_eng_error_t err;
@@ -221,7 +210,7 @@ static void test_chain_peak(void **state) {
         memcpy(in, out, sizeof in);
     }
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, d1000);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     sl_run_t *r;
     sl_eng_error_t err;
     assert_int_equal(sl_run_new(m, &r, &err), SL_ENG_OK);
@@ -273,7 +262,7 @@ static void test_live_values_keep_their_buffers(void **state) {
     s.outputs[s.n_outputs++] = vinfo("o1", SL_DT_FLOAT, 1, d4);
     s.outputs[s.n_outputs++] = vinfo("o2", SL_DT_FLOAT, 1, d4);
     s.outputs[s.n_outputs++] = vinfo("o3", SL_DT_FLOAT, 1, d2);
-    sl_model_t *m = load(&s);
+    sl_model_t *m = spec_load_ok(&s, NULL);
     sl_run_t *r;
     sl_eng_error_t err;
     assert_int_equal(sl_run_new(m, &r, &err), SL_ENG_OK);
