@@ -86,6 +86,7 @@ typedef struct http_conn {
     bool draining;
     bool reading;
     bool orphaned; /* the handle closed while a handler still held the request */
+    uint8_t open_timers; /* timers still closing in http_conn_free */
 } http_conn_t;
 
 static llhttp_settings_t g_settings;
@@ -994,8 +995,12 @@ static void conn_release(http_conn_t *c) {
     free(c);
 }
 
-static void on_last_timer_closed(uv_handle_t *h) {
+/* libuv finishes closing handles in a batch and reads each handle's successor in the batch
+ * after running its callback, so the connection (which embeds both timers) may only go away in
+ * the callback of the last of them to finish: count them down. */
+static void on_timer_closed(uv_handle_t *h) {
     http_conn_t *c = h->data;
+    if (--c->open_timers > 0) return;
     if (c->phase == PH_HANDLER) {
         c->orphaned = true; /* freed when its handler answers */
         return;
@@ -1005,8 +1010,9 @@ static void on_last_timer_closed(uv_handle_t *h) {
 
 static void http_conn_free(sl_conn_t *base) {
     http_conn_t *c = SL_CONTAINER_OF(base, http_conn_t, base);
-    uv_close((uv_handle_t *)&c->read_timer, NULL);
-    uv_close((uv_handle_t *)&c->write_timer, on_last_timer_closed);
+    c->open_timers = 2;
+    uv_close((uv_handle_t *)&c->read_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->write_timer, on_timer_closed);
 }
 
 static const sl_proto_t http_proto = {
