@@ -62,6 +62,9 @@ models:
 	@scripts/install-deps --bench
 	@cd examples/models && for s in mlp_digits lenet_digits logistic_breast_cancer transformer_sentiment; do \
 		/usr/bin/python3 $$s.py || exit 1; done
+	@/usr/bin/python3 examples/models/fraud_xgboost/train.py
+	@/usr/bin/python3 examples/models/simple/make_simple.py
+	@scripts/model-manifest examples/quickstart/models/*/[0-9]*
 
 docs: build
 	@$(BUILD)/sluice config docs > docs/configuration.md

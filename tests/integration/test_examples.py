@@ -14,16 +14,30 @@ from conftest import REPO, SLUICE_BIN
 MODELS = ["mlp_digits", "lenet_digits", "logistic_breast_cancer", "transformer_sentiment"]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_example_matches_pytorch(name, tmp_path):
+def run_example(name, out_dir):
+    """Runs examples/models/<name> on its reference inputs; returns the reference output files."""
     d = os.path.join(REPO, "examples", "models", name)
-    args = [SLUICE_BIN, "model", "run", os.path.join(d, "model.onnx"), "--output-dir", str(tmp_path)]
+    args = [SLUICE_BIN, "model", "run", os.path.join(d, "model.onnx"), "--output-dir", str(out_dir)]
     for f in sorted(glob.glob(os.path.join(d, "reference", "input.*.npy"))):
         args += ["--input", f"{os.path.basename(f)[len('input.'):-len('.npy')]}={f}"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     refs = sorted(glob.glob(os.path.join(d, "reference", "output.*.npy")))
     assert refs
+    return refs
+
+
+def test_simple_model_is_exact(tmp_path):
+    """Triton's "simple" model (INT32 add and subtract): integer outputs must be exact."""
+    for ref in run_example("simple", tmp_path):
+        out = os.path.basename(ref)[len("output."):]
+        want, got = np.load(ref), np.load(tmp_path / out)
+        assert got.dtype == np.int32 and np.array_equal(got, want), out
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_example_matches_pytorch(name, tmp_path):
+    refs = run_example(name, tmp_path)
     for ref in refs:
         out = os.path.basename(ref)[len("output."):]
         want, got = np.load(ref), np.load(tmp_path / out)
