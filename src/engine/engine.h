@@ -77,7 +77,9 @@ int64_t sl_tensor_numel(const sl_tensor_t *t);
 size_t sl_tensor_nbytes(const sl_tensor_t *t);
 
 /* An input or output of a model: dims[i] is -1 for a dynamic dimension (dim_name[i] then holds
- * its symbolic name, e.g. "batch", or NULL). ndim is -1 when the rank is unknown. */
+ * its symbolic name, e.g. "batch", or NULL). ndim is -1 when the rank is unknown. Outputs the
+ * model leaves undeclared get the shapes inferred at load, with names built from the inputs'
+ * symbols where a dim follows them ("batch", "batch*seq", "seq-1"). */
 typedef struct sl_value_info {
     const char *name;
     sl_dtype_t dtype;
@@ -93,10 +95,20 @@ typedef struct sl_model_opts {
     size_t max_file_bytes;   /* 0: 1 GiB */
     size_t max_nodes;        /* 0: 100000 */
     size_t max_tensor_bytes; /* any one initializer or intermediate; 0: 1 GiB */
-    int intra_op_threads;    /* 0 or 1: single-threaded kernels */
+    /* 0 or 1: single-threaded kernels, no thread started (the default: the inference service
+     * gets parallelism from instances). N > 1: each run context (sl_run_new) starts N - 1
+     * worker threads, and large GEMMs, Conv's im2col, pooling, elementwise ops and
+     * softmax / LayerNormalization rows are split across them; results do not depend on N.
+     * OpenBLAS caveat: its thread count is process-wide, so the engine sets it to 1 at every
+     * load (openblas_set_num_threads) and splits GEMMs itself; any other OpenBLAS user in the
+     * process is then single-threaded too. */
+    int intra_op_threads;
 } sl_model_opts_t;
 
-/* Loads and validates a model (opsets of ai.onnx up to 17 and ai.onnx.ml). On success *out is a
+/* Loads and validates a model (opsets of ai.onnx up to 17 and ai.onnx.ml), inferring shapes
+ * with the inputs' dynamic dims as symbols: a node whose shapes contradict each other whatever
+ * those dims are (Gemm with K = 64 against K = 32) is SL_ENG_ESHAPE naming it, as is a declared
+ * output dim that the graph contradicts. On success *out is a
  * model the caller frees with sl_model_free. opts may be NULL (defaults). A model that parses
  * but uses an op or dtype the engine cannot run is refused with SL_ENG_EUNSUPPORTED naming the
  * op, its domain and opset (sl_model_inspect reports such models without refusing them). */

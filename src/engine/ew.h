@@ -9,6 +9,10 @@
 #define EW_NDT    14 /* dtype values 0..SL_DT_UINT64 */
 #define EW_MAX_IN 3  /* Where has three inputs; variadic ops are folded two at a time */
 
+/* The fewest elements per thread when an elementwise op is split across intra-op threads:
+ * below it the wake-up of a worker costs more than the loop. */
+#define EW_PAR_GRAIN 16384
+
 /* Bit for a dtype in a set of dtypes. */
 #define EW_DT(t)  (1u << (t))
 #define EW_FLOATS (EW_DT(SL_DT_FLOAT) | EW_DT(SL_DT_DOUBLE))

@@ -244,6 +244,38 @@ static sl_eng_status_t bin_infer(const binop_t *op, EW_INFER_ARGS) {
     return s;
 }
 
+/* A same-shape or scalar-broadcast binary call split into element ranges by sl_par_for. */
+typedef struct bin_job {
+    ew_bin_fn fn;
+    char *o;
+    const char *a, *b;
+    size_t eo, ea, eb; /* ea, eb: 0 for a scalar operand */
+} bin_job_t;
+
+static void bin_chunk(void *ctx, int64_t b, int64_t e) {
+    const bin_job_t *j = ctx;
+    j->fn(j->o + (size_t)b * j->eo, j->a + (size_t)b * j->ea, j->b + (size_t)b * j->eb,
+          (size_t)(e - b));
+}
+
+/* True when it ran o = a op b on the pool (large, same-shape or scalar operands). */
+static bool bin_parallel(const ew_bin_fn fn[3], const sl_tensor_t *a, const sl_tensor_t *b,
+                         sl_tensor_t *o, sl_kctx_t *k) {
+    int64_t no = sl_tensor_numel(o), na = sl_tensor_numel(a), nb = sl_tensor_numel(b);
+    if (!k->pool || no < 2 * EW_PAR_GRAIN) return false;
+    int m = na == no ? (nb == no ? EW_VV : nb == 1 ? EW_VS : -1) : na == 1 && nb == no ? EW_SV : -1;
+    if (m < 0) return false;
+    bin_job_t j = {.fn = fn[m],
+                   .o = o->data,
+                   .a = a->data,
+                   .b = b->data,
+                   .eo = sl_dtype_size(o->dtype),
+                   .ea = m == EW_SV ? 0 : sl_dtype_size(a->dtype),
+                   .eb = m == EW_VS ? 0 : sl_dtype_size(b->dtype)};
+    sl_par_for(k, no, EW_PAR_GRAIN, bin_chunk, &j);
+    return true;
+}
+
 static sl_eng_status_t bin_run(const binop_t *op, EW_RUN_ARGS) {
     sl_dtype_t dt = in[0]->dtype;
     if ((unsigned)dt >= EW_NDT || !op->fn[dt][0])
@@ -251,7 +283,8 @@ static sl_eng_status_t bin_run(const binop_t *op, EW_RUN_ARGS) {
                              sl_dtype_name(dt));
     sl_tensor_t bv;
     sl_eng_status_t s = sl_ew__legacy_b(node, in[0], in[1], &bv, k->err);
-    if (s == SL_ENG_OK) s = sl_ew__binary(op->fn[dt], in[0], &bv, &out[0]);
+    if (s == SL_ENG_OK && !bin_parallel(op->fn[dt], in[0], &bv, &out[0], k))
+        s = sl_ew__binary(op->fn[dt], in[0], &bv, &out[0]);
     if (s != SL_ENG_OK)
         return sl_node_error(node, k->err, s, "inputs cannot be broadcast to the output");
     return SL_ENG_OK;

@@ -201,9 +201,10 @@ sl_eng_status_t sl_ew__run_CastLike(EW_RUN_ARGS) {
 
 static bool dropout_training(const sl_node_t *node, const sl_tensor_t *const *in, int n_in) {
     if (node->opset < 12 || n_in < 3 || !in[2] || sl_tensor_numel(in[2]) < 1) return false;
-    if (!*(const uint8_t *)in[2]->data) return false;
+    /* Values unknown (shape inference at load): the shapes are the same either way. */
+    if (!in[2]->data || !*(const uint8_t *)in[2]->data) return false;
     float ratio = 0.5f;
-    if (in[1] && sl_tensor_numel(in[1]) >= 1) {
+    if (in[1] && in[1]->data && sl_tensor_numel(in[1]) >= 1) {
         if (in[1]->dtype == SL_DT_FLOAT) ratio = *(const float *)in[1]->data;
         if (in[1]->dtype == SL_DT_DOUBLE) ratio = (float)*(const double *)in[1]->data;
     }

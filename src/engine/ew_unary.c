@@ -224,14 +224,32 @@ static sl_eng_status_t un_infer(const unop_t *op, EW_INFER_ARGS) {
     return SL_ENG_OK;
 }
 
+/* One unary call split into element ranges by sl_par_for. */
+typedef struct un_job {
+    ew_un_fn fn;
+    char *o;
+    const char *x;
+    size_t eo, ex;
+    par_t p;
+} un_job_t;
+
+static void un_chunk(void *ctx, int64_t b, int64_t e) {
+    const un_job_t *j = ctx;
+    j->fn(j->o + (size_t)b * j->eo, j->x + (size_t)b * j->ex, (size_t)(e - b), &j->p);
+}
+
 static sl_eng_status_t un_run(const unop_t *op, EW_RUN_ARGS) {
     ew_un_fn fn = (unsigned)in[0]->dtype < EW_NDT ? op->fn[in[0]->dtype] : NULL;
     if (!fn)
         return sl_node_error(node, k->err, SL_ENG_EUNSUPPORTED, "dtype %s not supported",
                              sl_dtype_name(in[0]->dtype));
-    par_t p = {0, 0};
-    if (op->params) op->params(node, &p);
-    fn(out[0].data, in[0]->data, (size_t)sl_tensor_numel(in[0]), &p);
+    un_job_t j = {.fn = fn,
+                  .o = out[0].data,
+                  .x = in[0]->data,
+                  .eo = sl_dtype_size(out[0].dtype),
+                  .ex = sl_dtype_size(in[0]->dtype)};
+    if (op->params) op->params(node, &j.p);
+    sl_par_for(k, sl_tensor_numel(in[0]), EW_PAR_GRAIN, un_chunk, &j);
     return SL_ENG_OK;
 }
 

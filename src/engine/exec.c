@@ -20,6 +20,7 @@ struct sl_run {
     const sl_tensor_t **in; /* a node's inputs, max_node_inputs of them */
     sl_tensor_t *out;       /* a node's outputs, max_node_outputs of them */
     int *out_buf;           /* the plan's buffer of each of a node's outputs, -1 for none */
+    sl_pool_t *pool;        /* intra-op workers when intra_op_threads > 1, else NULL */
 };
 
 sl_eng_status_t sl_run_new(const sl_model_t *m, sl_run_t **out, sl_eng_error_t *err) {
@@ -43,12 +44,15 @@ sl_eng_status_t sl_run_new(const sl_model_t *m, sl_run_t **out, sl_eng_error_t *
     for (size_t i = 0; i < m->n_values; i++) {
         if (m->values[i].kind == SL_VAL_CONST) r->vals[i] = m->values[i].tensor;
     }
+    /* Without its threads the run context still works, single-threaded. */
+    if (m->opts.intra_op_threads > 1) r->pool = sl_pool_new(m->opts.intra_op_threads);
     *out = r;
     return SL_ENG_OK;
 }
 
 void sl_run_free(sl_run_t *r) {
     if (!r) return;
+    sl_pool_free(r->pool);
     sl_plan_free(&r->plan);
     sl_arena_free(&r->arena);
     free(r->vals);
@@ -184,8 +188,9 @@ static sl_eng_status_t run_node(sl_run_t *r, size_t k_idx, sl_eng_error_t *err) 
     sl_kctx_t k = {
         .scratch = kctx_scratch,
         .arena = &r->arena,
-        .threads = r->m->opts.intra_op_threads,
+        .threads = sl_pool_threads(r->pool),
         .err = err,
+        .pool = r->pool,
     };
     st = n->op->run(n, r->in, n->n_inputs, r->out, n->n_outputs, &k);
     sl_arena_release(&r->arena, mark); /* scratch lives for this node only */

@@ -670,6 +670,11 @@ static sl_eng_status_t build_graph(build_t *b, const Onnx__ModelProto *mp) {
         snprintf(b->why_not, sizeof b->why_not, "%s", b->e.msg);
         b->runnable = false;
     }
+    if (b->runnable && (st = sl_shapes_infer(m, &b->e)) != SL_ENG_OK) {
+        if (!b->lenient || st == SL_ENG_ENOMEM) return st;
+        snprintf(b->why_not, sizeof b->why_not, "%s", b->e.msg);
+        b->runnable = false;
+    }
     return SL_ENG_OK;
 }
 
@@ -682,10 +687,11 @@ static void fill_opts(sl_model_opts_t *o, const sl_model_opts_t *in) {
     if (!o->max_nodes) o->max_nodes = DEFAULT_MAX_NODES;
     if (!o->max_tensor_bytes) o->max_tensor_bytes = DEFAULT_MAX_TENSOR;
     if (o->intra_op_threads < 1) o->intra_op_threads = 1;
-    /* OpenBLAS would otherwise use every core for each sgemm, on top of the serving threads
-     * that already use them (the inference service gets its parallelism from instances). Its
-     * thread count is process-wide: the last model loaded sets it. */
-    openblas_set_num_threads(o->intra_op_threads);
+    /* OpenBLAS runs single-threaded: the engine splits GEMMs across a run context's own
+     * threads (gemm.c), since OpenBLAS's thread count is process-wide, its threads allocate on
+     * every call and spin when idle. Process-wide too: any OpenBLAS user in the process gets
+     * one thread from the first model load on. */
+    openblas_set_num_threads(1);
 }
 
 /* Builds a model from a parsed proto. lenient: describe what cannot run instead of failing. */

@@ -63,6 +63,8 @@ typedef struct sl_value {
     sl_tensor_t tensor; /* SL_VAL_CONST: dtype, dims and data (owned by the model) */
 } sl_value_t;
 
+typedef struct sl_shapes sl_shapes_t; /* shape.c */
+
 typedef struct sl_opset {
     const char *domain; /* "" for ai.onnx */
     int64_t version;
@@ -105,6 +107,7 @@ struct sl_model {
     size_t n_fused_bias; /* Add nodes folded into the MatMul before them as its bias */
     size_t n_fused_act;  /* activations folded into the Gemm or MatMul before them */
     size_t n_folded;     /* nodes constant folding ran at load and removed (fold.c) */
+    sl_shapes_t *shapes; /* load-time shapes (shape.c), NULL when not inferred */
     bool runnable;       /* false only for models built for sl_model_inspect's description */
     char why_not[512];
 };
@@ -176,6 +179,67 @@ extern const sl_op_t sl_op_matmul_fused;
  * by folded copies are freed when nothing else reads them. Recomputes producer and last_use.
  * Returns SL_ENG_OK, or SL_ENG_ENOMEM (err set), after which the model may only be freed. */
 sl_eng_status_t sl_fuse(sl_model_t *m, sl_eng_error_t *err);
+
+/* ---- shape inference at load (shape.c) ---- */
+
+/* The most distinct dynamic dims (named or not) of the graph inputs that shape inference
+ * tracks; dims past it are left to run time. */
+#define SL_SYM_MAX 16
+
+/* A dim as load-time inference knows it: a constant, a product of symbols times a constant
+ * ("batch", "batch*seq", "4*batch"), an affine function of one symbol ("seq-1"), or unknown. */
+typedef enum sl_sdim_kind {
+    SL_SDIM_UNKNOWN = 0,
+    SL_SDIM_CONST,  /* c */
+    SL_SDIM_MONO,   /* c * prod(sym[i] ^ exp[i]) */
+    SL_SDIM_AFFINE, /* c * sym[s] + b */
+} sl_sdim_kind_t;
+
+typedef struct sl_sdim {
+    uint8_t kind;
+    uint8_t s;               /* AFFINE: the symbol */
+    uint8_t exp[SL_SYM_MAX]; /* MONO: exponent of each symbol */
+    int64_t c, b;
+} sl_sdim_t;
+
+/* A value's shape at load: ndim -1 when unknown (left to run time). */
+typedef struct sl_sshape {
+    sl_dtype_t dtype;
+    int ndim;
+    sl_sdim_t dims[SL_MAX_DIMS];
+} sl_sshape_t;
+
+/* What shape.c leaves on the model (m->shapes; NULL when inference did not run). */
+struct sl_shapes {
+    size_t n_syms;
+    const char *sym_name[SL_SYM_MAX]; /* NULL for a dim without a name */
+    int sym_input[SL_SYM_MAX];        /* where each symbol is bound: graph input index... */
+    int sym_dim[SL_SYM_MAX];          /* ...and dim */
+    sl_sshape_t *v;                   /* one per value id */
+    size_t n_known;                   /* values whose every dim is known (not UNKNOWN) */
+};
+
+/* Propagates shapes through the prepared graph with the graph inputs' dynamic dims as symbols
+ * (each kernel's own infer, run on a few probe bindings of the symbols, with the small integer
+ * tensors of shape arithmetic computed along the way), then fits every dim to the forms above.
+ * Declared graph outputs that lack a shape or a dim get the inferred one (dims -1 with a
+ * dim_name such as "batch" or "batch*seq"). A node whose shapes fail for every binding tried
+ * is a contradiction: SL_ENG_ESHAPE naming it. Whatever cannot be inferred is left to run time.
+ * Returns SL_ENG_OK, SL_ENG_ESHAPE or SL_ENG_ENOMEM (err set). Memory: m->pool. */
+sl_eng_status_t sl_shapes_infer(sl_model_t *m, sl_eng_error_t *err);
+
+/* The value of d with the symbols bound to sym[]; -1 when unknown. */
+int64_t sl_sdim_eval(const sl_sdim_t *d, const int64_t *sym);
+
+/* ---- intra-op thread pool (pool.c) ---- */
+
+/* A pool of threads - 1 workers (the caller of sl_par_for is the last thread); NULL when
+ * threads < 2 or no thread could be started (kernels then run single-threaded). Free with
+ * sl_pool_free, which joins the workers. */
+sl_pool_t *sl_pool_new(int threads);
+void sl_pool_free(sl_pool_t *p);
+/* Threads a job uses: workers + 1; 1 for NULL. */
+int sl_pool_threads(const sl_pool_t *p);
 
 /* ---- executor (exec.c) ---- */
 

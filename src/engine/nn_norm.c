@@ -280,6 +280,35 @@ static const float *ln_expand(const sl_tensor_t *p, const sl_tensor_t *x, int ax
     return e;
 }
 
+/* LayerNormalization rows [b, e), split across threads by sl_par_for. */
+typedef struct ln_job {
+    const float *xd, *scale, *bias;
+    float *yd, *mo, *io;
+    int64_t D;
+    float eps;
+} ln_job_t;
+
+static void ln_rows(void *ctx, int64_t b, int64_t e) {
+    const ln_job_t *j = ctx;
+    int64_t D = j->D;
+    const float *scale = j->scale, *bias = j->bias;
+    for (int64_t o = b; o < e; o++) {
+        const float *restrict xr = j->xd + o * D;
+        float *restrict yr = j->yd + o * D;
+        float m, inv;
+        row_stats(xr, D, j->eps, &m, &inv);
+        if (j->mo) j->mo[o] = m;
+        if (j->io) j->io[o] = inv;
+        if (bias) {
+            for (int64_t i = 0; i < D; i++)
+                yr[i] = (xr[i] - m) * inv * scale[i] + bias[i];
+        } else {
+            for (int64_t i = 0; i < D; i++)
+                yr[i] = (xr[i] - m) * inv * scale[i];
+        }
+    }
+}
+
 sl_eng_status_t sl_nn__layernorm_run(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                      sl_tensor_t *out, int n_out, sl_kctx_t *k) {
     int axis;
@@ -295,24 +324,14 @@ sl_eng_status_t sl_nn__layernorm_run(const sl_node_t *node, const sl_tensor_t *c
     const float *scale = ln_expand(in[1], x, axis, D, k);
     const float *bias = n_in > 2 && in[2] ? ln_expand(in[2], x, axis, D, k) : NULL;
     if (!scale || (n_in > 2 && in[2] && !bias)) return SL_ENG_ENOMEM;
-    float eps = sl_attr_float(node, "epsilon", 1e-5f);
-    float *mo = n_out > 1 ? out[1].data : NULL, *io = n_out > 2 ? out[2].data : NULL;
-    const float *xd = x->data;
-    float *yd = out[0].data;
-    for (int64_t o = 0; o < O; o++) {
-        const float *restrict xr = xd + o * D;
-        float *restrict yr = yd + o * D;
-        float m, inv;
-        row_stats(xr, D, eps, &m, &inv);
-        if (mo) mo[o] = m;
-        if (io) io[o] = inv;
-        if (bias) {
-            for (int64_t j = 0; j < D; j++)
-                yr[j] = (xr[j] - m) * inv * scale[j] + bias[j];
-        } else {
-            for (int64_t j = 0; j < D; j++)
-                yr[j] = (xr[j] - m) * inv * scale[j];
-        }
-    }
+    ln_job_t j = {.xd = x->data,
+                  .yd = out[0].data,
+                  .scale = scale,
+                  .bias = bias,
+                  .mo = n_out > 1 ? out[1].data : NULL,
+                  .io = n_out > 2 ? out[2].data : NULL,
+                  .D = D,
+                  .eps = sl_attr_float(node, "epsilon", 1e-5f)};
+    sl_par_for(k, O, 1 + 8192 / D, ln_rows, &j);
     return SL_ENG_OK;
 }

@@ -56,10 +56,10 @@ sl_eng_status_t sl_nn__pool_infer(const sl_node_t *node, const sl_tensor_t *cons
 /* Max over the taps inside the input; Indices (when wanted) are flat over N*C*spatial, row- or
  * column-major over the spatial axes. */
 #define DEF_MAXPOOL(T, LOWEST)                                                                     \
-    static void maxpool_##T(const T *restrict x, T *restrict y, int64_t *restrict idx, int64_t NC, \
-                            const sl_nn_view3_t *g, bool colmajor) {                               \
+    static void maxpool_##T(const T *restrict x, T *restrict y, int64_t *restrict idx,             \
+                            int64_t nc0, int64_t NC, const sl_nn_view3_t *g, bool colmajor) {      \
         int64_t isp = g->in[0] * g->in[1] * g->in[2];                                              \
-        for (int64_t nc = 0; nc < NC; nc++) {                                                      \
+        for (int64_t nc = nc0; nc < NC; nc++) {                                                    \
             const T *xc = x + nc * isp;                                                            \
             for (int64_t od = 0; od < g->out[0]; od++) {                                           \
                 int64_t sd = od * g->s[0] - g->p[0], dl, dh;                                       \
@@ -104,10 +104,10 @@ DEF_MAXPOOL(int8_t, INT8_MIN)
 
 /* Mean over the taps inside the input; the divisor counts the taps inside the padded input
  * instead when count_include_pad is set. */
-static void avgpool(const float *restrict x, float *restrict y, int64_t NC, const sl_nn_view3_t *g,
-                    bool include_pad) {
+static void avgpool(const float *restrict x, float *restrict y, int64_t nc0, int64_t NC,
+                    const sl_nn_view3_t *g, bool include_pad) {
     int64_t isp = g->in[0] * g->in[1] * g->in[2];
-    for (int64_t nc = 0; nc < NC; nc++) {
+    for (int64_t nc = nc0; nc < NC; nc++) {
         const float *xc = x + nc * isp;
         for (int64_t od = 0; od < g->out[0]; od++) {
             int64_t sd = od * g->s[0] - g->p[0], dl, dh, pdl, pdh;
@@ -140,6 +140,39 @@ static void avgpool(const float *restrict x, float *restrict y, int64_t NC, cons
     }
 }
 
+/* One pooling call, split over the N*C planes by sl_par_for. */
+typedef struct pool_job {
+    const sl_tensor_t *x;
+    sl_tensor_t *y;
+    int64_t *idx;
+    const sl_nn_view3_t *g;
+    bool max, flag; /* flag: count_include_pad (average) or storage_order 1 (max) */
+} pool_job_t;
+
+static void pool_planes(void *ctx, int64_t b, int64_t e) {
+    const pool_job_t *j = ctx;
+    const void *x = j->x->data;
+    void *y = j->y->data;
+    if (!j->max) {
+        avgpool(x, y, b, e, j->g, j->flag);
+        return;
+    }
+    switch (j->x->dtype) {
+    case SL_DT_FLOAT:
+        maxpool_float(x, y, j->idx, b, e, j->g, j->flag);
+        break;
+    case SL_DT_DOUBLE:
+        maxpool_double(x, y, j->idx, b, e, j->g, j->flag);
+        break;
+    case SL_DT_UINT8:
+        maxpool_uint8_t(x, y, j->idx, b, e, j->g, j->flag);
+        break;
+    default:
+        maxpool_int8_t(x, y, j->idx, b, e, j->g, j->flag);
+        break;
+    }
+}
+
 sl_eng_status_t sl_nn__pool_run(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                 sl_tensor_t *out, int n_out, sl_kctx_t *k) {
     const sl_tensor_t *x = in[0];
@@ -149,29 +182,20 @@ sl_eng_status_t sl_nn__pool_run(const sl_node_t *node, const sl_tensor_t *const 
     sl_nn_view3_t g;
     sl_nn__view3(&geom, &g);
     int64_t NC = x->dims[0] * x->dims[1];
-    if (!is_max(node)) {
-        avgpool(x->data, out[0].data, NC, &g, sl_attr_int(node, "count_include_pad", 0) != 0);
-        return SL_ENG_OK;
+    pool_job_t j = {.x = x, .y = &out[0], .g = &g, .max = is_max(node)};
+    if (j.max) {
+        if (x->dtype != SL_DT_FLOAT && x->dtype != SL_DT_DOUBLE && x->dtype != SL_DT_UINT8 &&
+            x->dtype != SL_DT_INT8)
+            return sl_node_error(node, k->err, SL_ENG_EUNSUPPORTED, "input dtype %s",
+                                 sl_dtype_name(x->dtype));
+        j.idx = n_out > 1 && out[1].data ? out[1].data : NULL;
+        j.flag = sl_attr_int(node, "storage_order", 0) == 1;
+    } else {
+        j.flag = sl_attr_int(node, "count_include_pad", 0) != 0;
     }
-    int64_t *idx = n_out > 1 && out[1].data ? out[1].data : NULL;
-    bool colmajor = sl_attr_int(node, "storage_order", 0) == 1;
-    switch (x->dtype) {
-    case SL_DT_FLOAT:
-        maxpool_float(x->data, out[0].data, idx, NC, &g, colmajor);
-        break;
-    case SL_DT_DOUBLE:
-        maxpool_double(x->data, out[0].data, idx, NC, &g, colmajor);
-        break;
-    case SL_DT_UINT8:
-        maxpool_uint8_t(x->data, out[0].data, idx, NC, &g, colmajor);
-        break;
-    case SL_DT_INT8:
-        maxpool_int8_t(x->data, out[0].data, idx, NC, &g, colmajor);
-        break;
-    default:
-        return sl_node_error(node, k->err, SL_ENG_EUNSUPPORTED, "input dtype %s",
-                             sl_dtype_name(x->dtype));
-    }
+    /* Work per plane: its outputs times the taps of each; chunks of at least ~64K taps. */
+    int64_t per = g.out[0] * g.out[1] * g.out[2] * g.k[0] * g.k[1] * g.k[2];
+    sl_par_for(k, NC, per > 0 ? 1 + (1 << 16) / per : NC, pool_planes, &j);
     return SL_ENG_OK;
 }
 

@@ -41,6 +41,7 @@ static int lookup(const char *s, const char *const *names, int n) {
 static int read_floats(const sl_tensor_t *t, double *out, int max) {
     int64_t n = sl_tensor_numel(t);
     if (n > max) return -1;
+    if (n > 0 && !t->data) return -1; /* values unknown (shape inference at load) */
     for (int64_t i = 0; i < n; i++) {
         if (t->dtype == SL_DT_FLOAT)
             out[i] = ((const float *)t->data)[i];

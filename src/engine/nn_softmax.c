@@ -147,6 +147,25 @@ sl_eng_status_t sl_nn__softmax_infer(const sl_node_t *node, const sl_tensor_t *c
 DEF_SOFTMAX(float, expf, logf)
 DEF_SOFTMAX(double, exp, log)
 
+typedef struct sm_job {
+    const sl_tensor_t *x;
+    sl_tensor_t *y;
+    void *st;
+    int64_t R, I;
+    sm_kind_t kind;
+} sm_job_t;
+
+static void sm_rows(void *ctx, int64_t b, int64_t e) {
+    const sm_job_t *j = ctx;
+    int64_t off = b * j->R * j->I;
+    if (j->x->dtype == SL_DT_FLOAT)
+        softmax_float((const float *)j->x->data + off, (float *)j->y->data + off, j->st, e - b,
+                      j->R, j->I, j->kind);
+    else
+        softmax_double((const double *)j->x->data + off, (double *)j->y->data + off, j->st, e - b,
+                       j->R, j->I, j->kind);
+}
+
 sl_eng_status_t sl_nn__softmax_run(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                    sl_tensor_t *out, int n_out, sl_kctx_t *k) {
     const sl_tensor_t *x = in[0];
@@ -157,10 +176,9 @@ sl_eng_status_t sl_nn__softmax_run(const sl_node_t *node, const sl_tensor_t *con
     size_t es = sl_dtype_size(x->dtype);
     void *st = I > 1 ? k->scratch(k, (size_t)(2 * I) * es) : NULL;
     if (I > 1 && !st) return SL_ENG_ENOMEM;
-    if (x->dtype == SL_DT_FLOAT)
-        softmax_float(x->data, out[0].data, st, O, R, I, sm_kind(node));
-    else
-        softmax_double(x->data, out[0].data, st, O, R, I, sm_kind(node));
+    sm_job_t j = {.x = x, .y = &out[0], .st = st, .R = R, .I = I, .kind = sm_kind(node)};
+    /* Rows split across threads when each has its own state: the contiguous case. */
+    sl_par_for(I == 1 ? k : NULL, O, 1 + 8192 / R, sm_rows, &j);
     return SL_ENG_OK;
 }
 

@@ -38,6 +38,11 @@ typedef struct sl_attr {
 typedef struct sl_node sl_node_t;
 typedef struct sl_op sl_op_t;
 
+/* Intra-op threads (pool.c): a run context's pool of workers, NULL when single-threaded. */
+typedef struct sl_pool sl_pool_t;
+/* A slice [begin, end) of a loop split by sl_par_for. */
+typedef void (*sl_par_fn)(void *ctx, int64_t begin, int64_t end);
+
 /* What a kernel's run gets besides its tensors: scratch memory and the thread budget. */
 typedef struct sl_kctx {
     /* Scratch memory for this node's run only, 64-byte aligned, never NULL for n > 0 unless
@@ -46,7 +51,15 @@ typedef struct sl_kctx {
     void *arena; /* for scratch */
     int threads; /* intra-op threads allowed (>= 1) */
     sl_eng_error_t *err;
+    sl_pool_t *pool; /* the run context's workers for sl_par_for; NULL: one thread */
 } sl_kctx_t;
+
+/* Runs fn over [0, n) split into at most k->threads equal static chunks of at least grain
+ * items, the calling thread taking one; returns when all are done. With no pool, or when n is
+ * under 2 * grain, it is one direct call fn(ctx, 0, n): zero overhead single-threaded. Chunks
+ * run concurrently: fn must write disjoint memory per item and must not use k->scratch (take
+ * per-chunk scratch before the call). Allocates nothing. */
+void sl_par_for(const sl_kctx_t *k, int64_t n, int64_t grain, sl_par_fn fn, void *ctx);
 
 struct sl_node {
     const char *name;    /* may be "" */
@@ -106,6 +119,13 @@ const char *sl_attr_string(const sl_node_t *n, const char *name, const char *def
 /* INTS: *count receives the length; NULL (and 0) when absent. */
 const int64_t *sl_attr_ints(const sl_node_t *n, const char *name, size_t *count);
 const float *sl_attr_floats(const sl_node_t *n, const char *name, size_t *count);
+
+/* C = alpha * op(A) * op(B) + beta * C for float32, row-major, op = transpose when ta / tb
+ * (gemm.c): M x K times K x N with leading dims lda, ldb, ldc. Split across k's threads when
+ * large (k may be NULL: one thread), on single-threaded OpenBLAS. Dims must fit in int. */
+void sl_sgemm(const sl_kctx_t *k, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
 
 /* Formats err: "node 'name' (OpType): <message>" and returns code. */
 sl_eng_status_t sl_node_error(const sl_node_t *n, sl_eng_error_t *err, sl_eng_status_t code,

@@ -51,15 +51,9 @@ INT_MM(mm_u32, uint32_t, uint32_t)
 INT_MM(mm_u64, uint64_t, uint64_t)
 
 /* C = A * B + beta * C: beta is 0, or 1 when C already holds a bias (fused MatMul + Add). */
-static void mm_f32(const float *a, const float *b, float *c, int64_t m, int64_t nn, int64_t k,
-                   float beta) {
-    if (m == 1)
-        cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)nn, 1.0f, b, (int)nn, a, 1, beta, c, 1);
-    else if (nn == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f, a, (int)k, b, 1, beta, c, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)nn, (int)k, 1.0f, a,
-                    (int)k, b, (int)nn, beta, c, (int)nn);
+static void mm_f32(const sl_kctx_t *kc, const float *a, const float *b, float *c, int64_t m,
+                   int64_t nn, int64_t k, float beta) {
+    sl_sgemm(kc, false, false, m, nn, k, 1.0f, a, k, b, nn, beta, c, nn);
 }
 
 static void mm_f64(const double *a, const double *b, double *c, int64_t m, int64_t nn, int64_t k) {
@@ -73,11 +67,11 @@ static void mm_f64(const double *a, const double *b, double *c, int64_t m, int64
 }
 
 /* acc: add to C (float32 only: the fused MatMul, which is float32 only). */
-static void mm_any(sl_dtype_t t, const void *a, const void *b, void *c, int64_t m, int64_t nn,
-                   int64_t k, bool acc) {
+static void mm_any(const sl_kctx_t *kc, sl_dtype_t t, const void *a, const void *b, void *c,
+                   int64_t m, int64_t nn, int64_t k, bool acc) {
     switch (t) {
     case SL_DT_FLOAT:
-        mm_f32(a, b, c, m, nn, k, acc ? 1.0f : 0.0f);
+        mm_f32(kc, a, b, c, m, nn, k, acc ? 1.0f : 0.0f);
         break;
     case SL_DT_DOUBLE:
         mm_f64(a, b, c, m, nn, k);
@@ -176,8 +170,8 @@ static sl_eng_status_t matmul_infer(const sl_node_t *n, const sl_tensor_t *const
 }
 
 /* The products of every batch into c; acc: add to what c holds (a bias) instead. */
-static void matmul_batches(const mm_shape_t *sp, const sl_tensor_t *a, const sl_tensor_t *b,
-                           void *out, bool acc) {
+static void matmul_batches(const sl_kctx_t *kc, const mm_shape_t *sp, const sl_tensor_t *a,
+                           const sl_tensor_t *b, void *out, bool acc) {
     const mm_shape_t s = *sp;
     size_t es = sl_dtype_size(a->dtype);
     int64_t batch = sl_la__prod(s.bd, 0, s.nb);
@@ -189,14 +183,14 @@ static void matmul_batches(const mm_shape_t *sp, const sl_tensor_t *a, const sl_
     }
     /* B shared by every batch and A not broadcast: the batch is one taller matrix. */
     if (s.b_mats == 1 && s.a_mats == batch && (int64_t)batch * s.m <= INT_MAX) {
-        mm_any(a->dtype, a->data, b->data, out, batch * s.m, s.n, s.k, acc);
+        mm_any(kc, a->dtype, a->data, b->data, out, batch * s.m, s.n, s.k, acc);
         return;
     }
     size_t a_mat = (size_t)(s.m * s.k) * es, b_mat = (size_t)(s.k * s.n) * es;
     int64_t cnt[MAXD] = {0}, ao = 0, bo = 0;
     char *c = out;
     for (int64_t it = 0; it < batch; it++, c += out_mat) {
-        mm_any(a->dtype, (const char *)a->data + (size_t)ao * a_mat,
+        mm_any(kc, a->dtype, (const char *)a->data + (size_t)ao * a_mat,
                (const char *)b->data + (size_t)bo * b_mat, c, s.m, s.n, s.k, acc);
         for (int j = s.nb - 1; j >= 0; j--) {
             ao += s.as[j];
@@ -214,7 +208,7 @@ static sl_eng_status_t matmul_run(const sl_node_t *n, const sl_tensor_t *const *
     mm_shape_t s;
     sl_eng_status_t st = mm_shape(n, in[0], in[1], &s, k->err);
     if (st) return st;
-    matmul_batches(&s, in[0], in[1], out[0].data, false);
+    matmul_batches(k, &s, in[0], in[1], out[0].data, false);
     return SL_ENG_OK;
 }
 
@@ -331,7 +325,17 @@ GEMM_BIAS(bias_f64, double)
         GEMM(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,  \
              m, nn, k, (T)g->alpha, a, g->ta ? m : k, b, g->tb ? k : nn, beta, y, nn);             \
     }
-GEMM_BLAS(gemm_f32, float, bias_f32, cblas_sgemv, cblas_sgemm)
+
+static void gemm_f32(const sl_kctx_t *kc, const gemm_shape_t *g, const float *a, const float *b,
+                     float *y) {
+    float beta = bias_f32(g, y) ? 1.0f : 0.0f;
+    if (g->k == 0) {
+        if (beta == 0) memset(y, 0, sizeof(float) * (size_t)g->m * (size_t)g->n);
+        return;
+    }
+    sl_sgemm(kc, g->ta, g->tb, g->m, g->n, g->k, (float)g->alpha, a, g->ta ? g->m : g->k, b,
+             g->tb ? g->k : g->n, beta, y, g->n);
+}
 GEMM_BLAS(gemm_f64, double, bias_f64, cblas_dgemv, cblas_dgemm)
 
 /* Integer Gemm (opset 9+): exact integer products, then alpha and beta applied in double, as
@@ -371,7 +375,7 @@ static sl_eng_status_t gemm_run(const sl_node_t *n, const sl_tensor_t *const *in
     void *y = out[0].data;
     switch (in[0]->dtype) {
     case SL_DT_FLOAT:
-        gemm_f32(&g, a, b, y);
+        gemm_f32(k, &g, a, b, y);
         break;
     case SL_DT_DOUBLE:
         gemm_f64(&g, a, b, y);
@@ -496,7 +500,7 @@ static sl_eng_status_t matmul_fused_run(const sl_node_t *n, const sl_tensor_t *c
     if (st) return st;
     if (f->bias)
         bias_rows(out[0].data, in[2]->data, sl_tensor_numel(in[2]), sl_tensor_numel(&out[0]), s.n);
-    matmul_batches(&s, in[0], in[1], out[0].data, f->bias);
+    matmul_batches(k, &s, in[0], in[1], out[0].data, f->bias);
     return fused_act(f, &out[0], k);
 }
 

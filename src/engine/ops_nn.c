@@ -248,6 +248,19 @@ static sl_eng_status_t conv_infer(const sl_node_t *node, const sl_tensor_t *cons
     return SL_ENG_OK;
 }
 
+/* im2col split over input channels (each writes its own rows of col) by sl_par_for. */
+typedef struct im2col_job {
+    const float *x;
+    float *col;
+    const sl_nn_view3_t *g;
+    int64_t isp, rows; /* input plane size; col rows per channel (kernel taps) times osp */
+} im2col_job_t;
+
+static void im2col_chunk(void *ctx, int64_t b, int64_t e) {
+    const im2col_job_t *j = ctx;
+    im2col(j->x + b * j->isp, j->col + b * j->rows, e - b, j->g);
+}
+
 static sl_eng_status_t conv_run(const sl_node_t *node, const sl_tensor_t *const *in, int n_in,
                                 sl_tensor_t *out, int n_out, sl_kctx_t *k) {
     sl_nn_geom_t geom;
@@ -286,11 +299,12 @@ static sl_eng_status_t conv_run(const sl_node_t *node, const sl_tensor_t *const 
             if (kdim == 0 || osp == 0) continue;
             const float *cm = xg;
             if (!direct) {
-                im2col(xg, col, Cg, &g);
+                im2col_job_t j = {.x = xg, .col = col, .g = &g, .isp = isp, .rows = ksp * osp};
+                sl_par_for(k, Cg, 1 + (1 << 15) / (ksp * osp), im2col_chunk, &j);
                 cm = col;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)osp, (int)kdim,
-                        1.0f, wd + gi * Mg * kdim, (int)kdim, cm, (int)osp, 1.0f, yg, (int)osp);
+            sl_sgemm(k, false, false, Mg, osp, kdim, 1.0f, wd + gi * Mg * kdim, kdim, cm, osp, 1.0f,
+                     yg, osp);
         }
     }
     return SL_ENG_OK;
@@ -423,9 +437,8 @@ static sl_eng_status_t convt_run(const sl_node_t *node, const sl_tensor_t *const
             }
             if (rows * isp == 0 || Cg == 0) continue;
             /* col[(m, k), i] = sum_c W[c, m, k] * X[c, i] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)isp, (int)Cg, 1.0f,
-                        wd + gi * Cg * rows, (int)rows, xd + (n * C + gi * Cg) * isp, (int)isp,
-                        0.0f, col, (int)isp);
+            sl_sgemm(k, true, false, rows, isp, Cg, 1.0f, wd + gi * Cg * rows, rows,
+                     xd + (n * C + gi * Cg) * isp, isp, 0.0f, col, isp);
             col2im(col, yg, Mg, &g);
         }
     }

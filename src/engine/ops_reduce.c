@@ -10,6 +10,7 @@
 int sl_nn__read_ints(const sl_tensor_t *t, int64_t *out, int max) {
     int64_t n = sl_tensor_numel(t);
     if (n > max) return -1;
+    if (n > 0 && !t->data) return -1; /* values unknown (shape inference at load) */
     if (t->dtype == SL_DT_INT64) {
         const int64_t *p = t->data;
         for (int64_t i = 0; i < n; i++)

@@ -1,5 +1,6 @@
 /* After warm-up, a run of the same shapes must not touch the heap: this binary replaces malloc
- * and friends with counting versions (forwarding to glibc) and runs each example model.
+ * and friends with counting versions (forwarding to glibc) and runs each example model, with
+ * one and with four intra-op threads (whose outputs must agree).
  * Under AddressSanitizer, which owns malloc, only the outputs are checked; the release build of
  * the suite checks the counts. */
 #include <setjmp.h>
@@ -70,16 +71,36 @@ void free(void *p) {
 }
 #endif
 
-static void run_example(const char *name, const char *input) {
+/* in repeated `times` times along dim 0 (a bigger batch, so that kernels split across
+ * threads); the caller frees the data. */
+static sl_tensor_t tile(const sl_tensor_t *in, int times) {
+    sl_tensor_t t = *in;
+    size_t bytes = sl_tensor_nbytes(in);
+    t.dims[0] *= times;
+    t.data = malloc(bytes * (size_t)times + 1);
+    assert_non_null(t.data);
+    for (int i = 0; i < times; i++)
+        memcpy((char *)t.data + (size_t)i * bytes, in->data, bytes);
+    return t;
+}
+
+/* Runs the example on the input tiled `times` times with `threads` intra-op threads: the
+ * third run must allocate nothing; out receives copies of the float outputs (freed by the
+ * caller). */
+static size_t run_threads(const char *name, const char *input, int threads, int times, float **outs,
+                          size_t *counts) {
     char path[512], in_path[512];
     snprintf(path, sizeof path, "%s/examples/models/%s/model.onnx", SOURCE_DIR, name);
     snprintf(in_path, sizeof in_path, "%s/examples/models/%s/reference/input.%s.npy", SOURCE_DIR,
              name, input);
     sl_eng_error_t err = {0};
     sl_model_t *m = NULL;
-    assert_int_equal(sl_model_load_file(path, NULL, &m, &err), SL_ENG_OK);
-    sl_tensor_t in;
-    assert_int_equal(sl_npy_read_file(in_path, 0, &in, &err), SL_ENG_OK);
+    sl_model_opts_t opts = {.intra_op_threads = threads};
+    assert_int_equal(sl_model_load_file(path, &opts, &m, &err), SL_ENG_OK);
+    sl_tensor_t in1;
+    assert_int_equal(sl_npy_read_file(in_path, 0, &in1, &err), SL_ENG_OK);
+    sl_tensor_t in = tile(&in1, times);
+    free(in1.data);
     sl_run_t *r = NULL;
     assert_int_equal(sl_run_new(m, &r, &err), SL_ENG_OK);
     sl_tensor_t out[4];
@@ -96,14 +117,49 @@ static void run_example(const char *name, const char *input) {
 #if COUNTING
     atomic_store(&g_counting, 0);
     long allocs = atomic_load(&g_allocs);
-    if (allocs != 0) fprintf(stderr, "%s: %ld heap allocations in a warm run\n", name, allocs);
+    if (allocs != 0)
+        fprintf(stderr, "%s (%d threads): %ld heap allocations in a warm run\n", name, threads,
+                allocs);
     assert_int_equal(allocs, 0);
 #endif
     assert_int_equal(s, SL_ENG_OK);
     assert_true(out[0].ndim >= 1 && out[0].dims[0] == in.dims[0]);
+    for (size_t i = 0; i < n_out; i++) {
+        counts[i] = out[i].dtype == SL_DT_FLOAT ? (size_t)sl_tensor_numel(&out[i]) : 0;
+        outs[i] = malloc(counts[i] * sizeof(float) + 1);
+        assert_non_null(outs[i]);
+        if (counts[i]) memcpy(outs[i], out[i].data, counts[i] * sizeof(float));
+    }
     free(in.data);
     sl_run_free(r);
     sl_model_free(m);
+    return n_out;
+}
+
+/* Warm runs allocate nothing with 1 and with 4 threads, and both give the same outputs (up to
+ * rounding: OpenBLAS may split a GEMM differently). */
+static void run_example(const char *name, const char *input) {
+    float *o1[4], *o4[4];
+    size_t c1[4], c4[4];
+    size_t n = run_threads(name, input, 1, 1, o1, c1);
+    for (size_t i = 0; i < n; i++)
+        free(o1[i]);
+    n = run_threads(name, input, 1, 64, o1, c1);
+    assert_int_equal(run_threads(name, input, 4, 64, o4, c4), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(c1[i], c4[i]);
+        float scale = 0, diff = 0;
+        for (size_t j = 0; j < c1[i]; j++) {
+            float a = o1[i][j] < 0 ? -o1[i][j] : o1[i][j], d = o1[i][j] - o4[i][j];
+            scale = a > scale ? a : scale;
+            d = d < 0 ? -d : d;
+            diff = d > diff ? d : diff;
+        }
+        if (diff > 1e-6f * scale) fprintf(stderr, "%s: 1 vs 4 threads differ by %g\n", name, diff);
+        assert_true(diff <= 1e-6f * scale);
+        free(o1[i]);
+        free(o4[i]);
+    }
 }
 
 static void test_mlp(void **state) {
