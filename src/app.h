@@ -16,6 +16,9 @@ typedef struct sl_app {
     sl_runtime_t *rt;
     const sl_config_t *cfg;   /* as loaded at start; reloadable values reach modules by apply */
     struct sl_tracer *tracer; /* NULL when tracing is off */
+    /* Command-line overrides of config options (NULL when not given). */
+    const char *model_repository;
+    const char *backend_dir;
 } sl_app_t;
 
 typedef struct sl_component {
@@ -38,6 +41,11 @@ extern const sl_component_t sl_component_gateway, sl_component_features, sl_comp
 
 /* All components in start order (stop order is the reverse); n receives the count. */
 const sl_component_t *const *sl_components(size_t *n);
+
+/* A component's standard service (health, metrics, optional gRPC) from the config's server,
+ * HTTP and gRPC limits. NULL with a message in err when a listener cannot open. */
+sl_service_t *sl_component_service_new(sl_app_t *app, const char *name, uint16_t http_port,
+                                       bool grpc, uint16_t grpc_port, sl_buf_t *err);
 
 /* A component whose network face is just the standard service (health, metrics, optional gRPC):
  * the shared init/start/stop/free for components that have no endpoints of their own yet. */

@@ -76,17 +76,11 @@ static void put_type(sl_buf_t *b, const sl_value_info_t *vi) {
     sl_buf_putc(b, ']');
 }
 
-static void put_jstr(sl_buf_t *b, const char *s) {
-    sl_buf_putc(b, '"');
-    sl_buf_json_escape(b, s, strlen(s));
-    sl_buf_putc(b, '"');
-}
-
 static void put_json_value_info(sl_buf_t *b, const sl_value_info_t *vi) {
     sl_buf_puts(b, "{\"name\":");
-    put_jstr(b, vi->name);
+    sl_cli_json_string(b, vi->name);
     sl_buf_puts(b, ",\"dtype\":");
-    put_jstr(b, vi->dtype == SL_DT_UNDEFINED ? "unknown" : sl_dtype_name(vi->dtype));
+    sl_cli_json_string(b, vi->dtype == SL_DT_UNDEFINED ? "unknown" : sl_dtype_name(vi->dtype));
     sl_buf_puts(b, ",\"shape\":");
     if (vi->ndim < 0) {
         sl_buf_puts(b, "null}");
@@ -98,7 +92,7 @@ static void put_json_value_info(sl_buf_t *b, const sl_value_info_t *vi) {
         if (vi->dims[i] >= 0)
             sl_buf_printf(b, "%" PRId64, vi->dims[i]);
         else if (vi->dim_name[i])
-            put_jstr(b, vi->dim_name[i]);
+            sl_cli_json_string(b, vi->dim_name[i]);
         else
             sl_buf_puts(b, "null");
     }
@@ -163,10 +157,10 @@ static void inspect_text(sl_buf_t *b, const char *path, const sl_model_report_t 
 static void inspect_json(sl_buf_t *b, const char *path, const sl_model_report_t *r) {
     const sl_model_t *m = r->info;
     sl_buf_puts(b, "{\"model\":");
-    put_jstr(b, path);
+    sl_cli_json_string(b, path);
     if (m) {
         sl_buf_printf(b, ",\"ir_version\":%" PRId64 ",\"producer\":", sl_model_ir_version(m));
-        put_jstr(b, sl_model_producer(m) ? sl_model_producer(m) : "");
+        sl_cli_json_string(b, sl_model_producer(m) ? sl_model_producer(m) : "");
         sl_buf_puts(b, ",\"opsets\":{");
         const char *doms[64];
         size_t nd = opset_domains(r, doms, 64);
@@ -176,7 +170,7 @@ static void inspect_json(sl_buf_t *b, const char *path, const sl_model_report_t 
             if (v < 0) continue;
             if (!first) sl_buf_putc(b, ',');
             first = false;
-            put_jstr(b, doms[i][0] ? doms[i] : "ai.onnx");
+            sl_cli_json_string(b, doms[i][0] ? doms[i] : "ai.onnx");
             sl_buf_printf(b, ":%" PRId64, v);
         }
         sl_buf_puts(b, "},\"inputs\":[");
@@ -197,16 +191,16 @@ static void inspect_json(sl_buf_t *b, const char *path, const sl_model_report_t 
         const sl_op_count_t *o = &r->ops[i];
         if (i) sl_buf_putc(b, ',');
         sl_buf_puts(b, "{\"domain\":");
-        put_jstr(b, o->domain);
+        sl_cli_json_string(b, o->domain);
         sl_buf_puts(b, ",\"op_type\":");
-        put_jstr(b, o->op_type);
+        sl_cli_json_string(b, o->op_type);
         sl_buf_printf(b, ",\"count\":%zu,\"supported\":%s}", o->count,
                       o->supported ? "true" : "false");
     }
     sl_buf_printf(b, "],\"runnable\":%s", r->runnable ? "true" : "false");
     if (!r->runnable) {
         sl_buf_puts(b, ",\"why_not\":");
-        put_jstr(b, r->why_not);
+        sl_cli_json_string(b, r->why_not);
     }
     sl_buf_puts(b, "}\n");
 }
@@ -244,63 +238,11 @@ static int cmd_inspect(int argc, char **argv) {
 
 /* ---- run ---- */
 
-/* One number of t as JSON (NaN and infinities have no JSON form: null). */
-static void put_number(sl_buf_t *b, const sl_tensor_t *t, int64_t i) {
-    switch (t->dtype) {
-    case SL_DT_FLOAT: {
-        float v = ((const float *)t->data)[i];
-        if (isfinite(v))
-            sl_buf_printf(b, "%.9g", (double)v);
-        else
-            sl_buf_puts(b, "null");
-        return;
-    }
-    case SL_DT_DOUBLE: {
-        double v = ((const double *)t->data)[i];
-        if (isfinite(v))
-            sl_buf_printf(b, "%.17g", v);
-        else
-            sl_buf_puts(b, "null");
-        return;
-    }
-    case SL_DT_BOOL:
-        sl_buf_puts(b, ((const uint8_t *)t->data)[i] ? "true" : "false");
-        return;
-    case SL_DT_UINT8:
-        sl_buf_printf(b, "%u", (unsigned)((const uint8_t *)t->data)[i]);
-        return;
-    case SL_DT_INT8:
-        sl_buf_printf(b, "%d", (int)((const int8_t *)t->data)[i]);
-        return;
-    case SL_DT_UINT16:
-        sl_buf_printf(b, "%u", (unsigned)((const uint16_t *)t->data)[i]);
-        return;
-    case SL_DT_INT16:
-        sl_buf_printf(b, "%d", (int)((const int16_t *)t->data)[i]);
-        return;
-    case SL_DT_INT32:
-        sl_buf_printf(b, "%" PRId32, ((const int32_t *)t->data)[i]);
-        return;
-    case SL_DT_UINT32:
-        sl_buf_printf(b, "%" PRIu32, ((const uint32_t *)t->data)[i]);
-        return;
-    case SL_DT_INT64:
-        sl_buf_printf(b, "%" PRId64, ((const int64_t *)t->data)[i]);
-        return;
-    case SL_DT_UINT64:
-        sl_buf_printf(b, "%" PRIu64, ((const uint64_t *)t->data)[i]);
-        return;
-    default:
-        sl_buf_puts(b, "null");
-        return;
-    }
-}
-
 static void put_output_json(sl_buf_t *b, const char *name, const sl_tensor_t *t) {
     sl_buf_puts(b, "{\"name\":");
-    put_jstr(b, name);
+    sl_cli_json_string(b, name);
     sl_buf_puts(b, ",\"dtype\":");
-    put_jstr(b, sl_dtype_name(t->dtype));
+    sl_cli_json_string(b, sl_dtype_name(t->dtype));
     sl_buf_puts(b, ",\"shape\":[");
     for (int d = 0; d < t->ndim; d++)
         sl_buf_printf(b, "%s%" PRId64, d ? "," : "", t->dims[d]);
@@ -308,7 +250,7 @@ static void put_output_json(sl_buf_t *b, const char *name, const sl_tensor_t *t)
     int64_t n = sl_tensor_numel(t);
     for (int64_t i = 0; i < n; i++) {
         if (i) sl_buf_putc(b, ',');
-        put_number(b, t, i);
+        sl_cli_json_number(b, t, i);
     }
     sl_buf_puts(b, "]}");
 }

@@ -19,8 +19,8 @@ typedef struct basic_component {
     sl_service_t *service;
 } basic_component_t;
 
-int sl_basic_component_init(sl_app_t *app, const char *name, uint16_t http_port, bool grpc,
-                            uint16_t grpc_port, void **state, sl_buf_t *err) {
+sl_service_t *sl_component_service_new(sl_app_t *app, const char *name, uint16_t http_port,
+                                       bool grpc, uint16_t grpc_port, sl_buf_t *err) {
     const sl_config_t *cfg = app->cfg;
     sl_grpc_limits_t glimits = {
         .max_message_bytes = cfg->grpc.max_message_bytes,
@@ -39,7 +39,12 @@ int sl_basic_component_init(sl_app_t *app, const char *name, uint16_t http_port,
         .tracer = app->tracer,
         .echo = cfg->debug.echo,
     };
-    sl_service_t *svc = sl_service_new(app->rt, &sc, err);
+    return sl_service_new(app->rt, &sc, err);
+}
+
+int sl_basic_component_init(sl_app_t *app, const char *name, uint16_t http_port, bool grpc,
+                            uint16_t grpc_port, void **state, sl_buf_t *err) {
+    sl_service_t *svc = sl_component_service_new(app, name, http_port, grpc, grpc_port, err);
     if (!svc) return SL_EIO;
     basic_component_t *bc = sl_calloc(1, sizeof *bc);
     bc->service = svc;

@@ -26,7 +26,8 @@ typedef struct serve {
 } serve_t;
 
 static const char serve_help[] =
-    "Usage: sluice serve [--config FILE] [--target LIST] [--list-targets]\n"
+    "Usage: sluice serve [--config FILE] [--target LIST] [--model-repository DIR]\n"
+    "                    [--backend-dir DIR] [--list-targets]\n"
     "\n"
     "Runs Sluice components in this process. Without --config every option has its\n"
     "documented default (docs/configuration.md); without --target all components run.\n"
@@ -34,6 +35,8 @@ static const char serve_help[] =
     "Options:\n"
     "  --config FILE    YAML configuration; reloaded when the file changes (SIGHUP too)\n"
     "  --target LIST    comma-separated components to run, or 'all' (default)\n"
+    "  --model-repository DIR  models to serve (overrides inference.model_repository)\n"
+    "  --backend-dir DIR       shared-object backends (overrides inference.backend_dir)\n"
     "  --list-targets   print the components and exit\n"
     "  --help           this help\n"
     "\n"
@@ -151,6 +154,7 @@ static bool load_config(const char *path, sl_config_t *cfg) {
 static int serve_run(int argc, char **argv) {
     const char *config_path = NULL;
     const char *targets = "all";
+    const char *model_repository = NULL, *backend_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--list-targets") == 0) {
@@ -160,6 +164,14 @@ static int serve_run(int argc, char **argv) {
             config_path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             config_path = a + 9;
+        } else if (strcmp(a, "--model-repository") == 0 && i + 1 < argc) {
+            model_repository = argv[++i];
+        } else if (strncmp(a, "--model-repository=", 19) == 0) {
+            model_repository = a + 19;
+        } else if (strcmp(a, "--backend-dir") == 0 && i + 1 < argc) {
+            backend_dir = argv[++i];
+        } else if (strncmp(a, "--backend-dir=", 14) == 0) {
+            backend_dir = a + 14;
         } else if (strcmp(a, "--target") == 0 && i + 1 < argc) {
             targets = argv[++i];
         } else if (strncmp(a, "--target=", 9) == 0) {
@@ -190,6 +202,8 @@ static int serve_run(int argc, char **argv) {
     };
     s.app.rt = sl_runtime_new(&ro);
     s.app.cfg = s.cfg;
+    s.app.model_repository = model_repository;
+    s.app.backend_dir = backend_dir;
     if (s.cfg->tracing.endpoint && s.cfg->tracing.endpoint[0]) {
         sl_tracer_opts_t to = {
             .service_name = s.cfg->tracing.service_name,

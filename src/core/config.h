@@ -51,6 +51,9 @@ typedef struct sl_config {
     struct {
         uint16_t http_port;
         uint16_t grpc_port;
+        char *model_repository;    /* "" = no repository: no models, ready */
+        char *backend_dir;         /* "" = built-in backends only */
+        uint32_t poll_interval_ms; /* 0 = no polling */
     } inference;
     struct {
         uint16_t http_port;

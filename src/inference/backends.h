@@ -22,6 +22,11 @@ void sl_backends_free(sl_backends_t *b);
 const sluice_backend_iface_t *sl_backends_get(sl_backends_t *b, const char *name, void **state,
                                               sl_buf_t *err);
 
+/* Internal, for tests: checks an interface against this server's ABI (MAJOR equal, MINOR not
+ * newer, name and required entries present). Returns 0, or SL_EINVAL with the reason appended
+ * to err ("backend 'foo' was built for ABI 2.0, this server speaks 1.0"). */
+int sl_backends__check_iface(const sluice_backend_iface_t *iface, sl_buf_t *err);
+
 /* The built-in entries, one per backend source file. */
 const sluice_backend_iface_t *sl_backend_onnx_entry(void);
 const sluice_backend_iface_t *sl_backend_xgboost_entry(void);

@@ -22,9 +22,17 @@ sl_infer_code_t sl_batch_validate(const sl_model_config_t *cfg, sl_infer_request
 /* The batch dimension of a validated request: inputs[0].dims[0] when batching, else 1. */
 uint64_t sl_batch_request_size(const sl_model_config_t *cfg, const sl_infer_request_t *req);
 
+/* Whether b may share a batch with a (both validated for cfg): their inputs have the same
+ * non-batch dimensions, so they concatenate along dimension 0. Always true for non-batching
+ * models' single requests and for models whose declared dims are all fixed; a config dim of -1
+ * lets requests differ, and those must go into different batches. (Added by the data path.) */
+bool sl_batch_can_join(const sl_model_config_t *cfg, const sl_infer_request_t *a,
+                       const sl_infer_request_t *b);
+
 /* Forms a batch from n validated requests (borrowed until sl_batch_free) of the model version
  * name/version with config cfg (borrowed). n == 1 uses the request's inputs in place (no copy);
- * otherwise inputs are concatenated into a buffer the batch owns. */
+ * otherwise inputs are concatenated into a buffer the batch owns. Every request must be
+ * joinable with reqs[0] (sl_batch_can_join; asserted), and n is 1 when max_batch_size is 0. */
 sluice_batch_t *sl_batch_new(const sl_model_config_t *cfg, const char *name, const char *version,
                              sl_infer_request_t *const *reqs, size_t n);
 

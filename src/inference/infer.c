@@ -12,26 +12,40 @@
 
 int sl_infer_code_http(sl_infer_code_t c) {
     switch (c) {
-    case SL_INFER_OK: return 200;
-    case SL_INFER_INVALID: return 400;
-    case SL_INFER_NOT_FOUND: return 404;
-    case SL_INFER_UNAVAILABLE: return 503;
-    case SL_INFER_OVERLOADED: return 503;
-    case SL_INFER_TIMEOUT: return 504;
-    case SL_INFER_INTERNAL: return 500;
+    case SL_INFER_OK:
+        return 200;
+    case SL_INFER_INVALID:
+        return 400;
+    case SL_INFER_NOT_FOUND:
+        return 404;
+    case SL_INFER_UNAVAILABLE:
+        return 503;
+    case SL_INFER_OVERLOADED:
+        return 503;
+    case SL_INFER_TIMEOUT:
+        return 504;
+    case SL_INFER_INTERNAL:
+        return 500;
     }
     return 500;
 }
 
 int sl_infer_code_grpc(sl_infer_code_t c) {
     switch (c) {
-    case SL_INFER_OK: return SL_GRPC_OK;
-    case SL_INFER_INVALID: return SL_GRPC_INVALID_ARGUMENT;
-    case SL_INFER_NOT_FOUND: return SL_GRPC_NOT_FOUND;
-    case SL_INFER_UNAVAILABLE: return SL_GRPC_UNAVAILABLE;
-    case SL_INFER_OVERLOADED: return SL_GRPC_RESOURCE_EXHAUSTED;
-    case SL_INFER_TIMEOUT: return SL_GRPC_DEADLINE_EXCEEDED;
-    case SL_INFER_INTERNAL: return SL_GRPC_INTERNAL;
+    case SL_INFER_OK:
+        return SL_GRPC_OK;
+    case SL_INFER_INVALID:
+        return SL_GRPC_INVALID_ARGUMENT;
+    case SL_INFER_NOT_FOUND:
+        return SL_GRPC_NOT_FOUND;
+    case SL_INFER_UNAVAILABLE:
+        return SL_GRPC_UNAVAILABLE;
+    case SL_INFER_OVERLOADED:
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    case SL_INFER_TIMEOUT:
+        return SL_GRPC_DEADLINE_EXCEEDED;
+    case SL_INFER_INTERNAL:
+        return SL_GRPC_INTERNAL;
     }
     return SL_GRPC_INTERNAL;
 }
@@ -47,7 +61,7 @@ sl_infer_code_t sl_infer_error_set(sl_infer_error_t *e, sl_infer_code_t code, co
 }
 
 static const char *const dtype_names[] = {
-    [SLUICE_DT_INVALID] = "INVALID", [SLUICE_DT_BOOL] = "BOOL",   [SLUICE_DT_UINT8] = "UINT8",
+    [SLUICE_DT_INVALID] = "INVALID", [SLUICE_DT_BOOL] = "BOOL",     [SLUICE_DT_UINT8] = "UINT8",
     [SLUICE_DT_UINT16] = "UINT16",   [SLUICE_DT_UINT32] = "UINT32", [SLUICE_DT_UINT64] = "UINT64",
     [SLUICE_DT_INT8] = "INT8",       [SLUICE_DT_INT16] = "INT16",   [SLUICE_DT_INT32] = "INT32",
     [SLUICE_DT_INT64] = "INT64",     [SLUICE_DT_FP16] = "FP16",     [SLUICE_DT_FP32] = "FP32",
@@ -193,7 +207,8 @@ sl_infer_response_t *sl_infer_response_new(const char *model_name, const char *m
                                            size_t n_outputs, const char *const *output_names,
                                            uint64_t data_bytes) {
     size_t strings = strlen(model_name) + 1 + strlen(model_version) + 1;
-    for (size_t i = 0; i < n_outputs; i++) strings += strlen(output_names[i]) + 1;
+    for (size_t i = 0; i < n_outputs; i++)
+        strings += strlen(output_names[i]) + 1;
     size_t outs_off = (sizeof(resp_block_t) + 15) & ~(size_t)15;
     size_t str_off = outs_off + n_outputs * sizeof(sl_infer_output_t);
     size_t data_off = (str_off + strings + 15) & ~(size_t)15;
@@ -232,8 +247,8 @@ sl_infer_response_t *sl_infer_response_clone(const sl_infer_response_t *resp) {
         bytes += (resp->outputs[i].byte_size + 15) & ~(uint64_t)15;
         names[i] = resp->outputs[i].name;
     }
-    sl_infer_response_t *c = sl_infer_response_new(resp->model_name, resp->model_version,
-                                                   resp->n_outputs, names, bytes);
+    sl_infer_response_t *c =
+        sl_infer_response_new(resp->model_name, resp->model_version, resp->n_outputs, names, bytes);
     uint8_t *d = sl_infer_response_data(c);
     for (size_t i = 0; i < resp->n_outputs; i++) {
         const sl_infer_output_t *o = &resp->outputs[i];

@@ -21,7 +21,7 @@
 typedef struct sl_mm sl_mm_t;
 
 typedef struct sl_mm_opts {
-    const char *repository;    /* directory of models/<name>/...; copied */
+    const char *repository;    /* directory of models/<name>/...; copied; NULL: no models (ready) */
     const char *backend_dir;   /* shared-object backends; NULL: built-ins only */
     uint32_t poll_interval_ms; /* 0: no polling; else rescan the repository this often */
 } sl_mm_opts_t;
