@@ -22,6 +22,8 @@ run: build
 	@echo "Starting Sluice (all components, $(CONFIG)); logs are JSON lines on stderr."
 	@echo "In another terminal try:"
 	@echo "  curl -s http://127.0.0.1:8080/healthz           # gateway health"
+	@echo "  curl -s -X POST http://127.0.0.1:8000/v2/repository/index   # the quickstart models"
+	@echo "  $(BUILD)/sluice models infer mlp_digits --input pixels=examples/models/mlp_digits/reference/input.pixels.npy"
 	@echo "  curl -s http://127.0.0.1:8000/metrics | head    # Prometheus metrics (inference)"
 	@echo "  curl -s -X POST -d '{\"hello\":1}' http://127.0.0.1:8080/v1/echo"
 	@echo "  $(BUILD)/sluice health http://127.0.0.1:8080      # exit 0 when ready"
