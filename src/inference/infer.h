@@ -132,7 +132,8 @@ void sl_infer_request_free(sl_infer_request_t *req);
 /* Arena memory that lives as long as the request (16-byte aligned, never NULL: OOM aborts). */
 void *sl_infer_request_alloc(sl_infer_request_t *req, size_t n);
 const char *sl_infer_request_strndup(sl_infer_request_t *req, const char *s, size_t n);
-/* Appends an input / requested output slot (zeroed) and returns it. */
+/* Appends an input / requested output slot (zeroed) and returns it. The arrays move as they
+ * grow: a returned pointer is valid only until the next add of the same kind (keep indices). */
 sl_infer_input_t *sl_infer_request_add_input(sl_infer_request_t *req);
 sl_infer_output_req_t *sl_infer_request_add_output(sl_infer_request_t *req);
 

@@ -1,11 +1,10 @@
-/* The Open Inference Protocol's REST codec: a JSON inference request (tensors as flat or nested
- * arrays, or as binary sections after the JSON: Triton's binary tensor extension) into an
- * sl_infer_request_t, and a response back to JSON (+ binary). oip_rest.c calls it on the I/O
- * thread; the fuzzers call it on arbitrary bytes. */
+/* The Open Inference Protocol's REST request decoder: a JSON inference request (tensors as flat or
+ * nested arrays, or as binary sections after the JSON: Triton's binary tensor extension) into an
+ * sl_infer_request_t. oip_rest.c calls it on the I/O thread; the fuzzers call it on arbitrary
+ * bytes. The response writer is oip_json_write.c. */
 #include "inference/oip_json.h"
 
 #include "core/json.h"
-#include "core/log.h"
 #include "inference/model_config.h"
 
 #include <float.h>
@@ -27,32 +26,6 @@
 #define OIP_MAX_ELEMENTS (INT64_C(1) << 32)
 /* Integers above this are not exact in a double, which is all cJSON keeps of a number. */
 #define OIP_EXACT_LIMIT 9007199254740992.0 /* 2^53 */
-
-static size_t dtype_size(sluice_dtype_t t) {
-    switch (t) {
-    case SLUICE_DT_BOOL:
-    case SLUICE_DT_UINT8:
-    case SLUICE_DT_INT8:
-        return 1;
-    case SLUICE_DT_UINT16:
-    case SLUICE_DT_INT16:
-    case SLUICE_DT_FP16:
-    case SLUICE_DT_BF16:
-        return 2;
-    case SLUICE_DT_UINT32:
-    case SLUICE_DT_INT32:
-    case SLUICE_DT_FP32:
-        return 4;
-    case SLUICE_DT_UINT64:
-    case SLUICE_DT_INT64:
-    case SLUICE_DT_FP64:
-        return 8;
-    case SLUICE_DT_BYTES:
-    case SLUICE_DT_INVALID:
-        return 0;
-    }
-    return 0;
-}
 
 /* "[2,3]" into buf (always terminated; long shapes are cut, which is fine for messages). */
 static const char *shape_str(const int64_t *dims, uint32_t ndim, char *buf, size_t cap) {
@@ -137,7 +110,7 @@ static sl_infer_code_t int_element(decoder_t *d, const cJSON *v) {
                            d->in->name, d->index, x, dt, lo, hi);
         }
     }
-    uint8_t *p = d->out + d->index * dtype_size(d->in->dtype);
+    uint8_t *p = d->out + d->index * sluice_dtype_size(d->in->dtype);
     switch (d->in->dtype) {
     case SLUICE_DT_INT8:
         *(int8_t *)p = (int8_t)x;
@@ -318,7 +291,7 @@ static sl_infer_code_t decode_json_data(sl_infer_request_t *req, sl_infer_input_
         }
     }
     decoder_t d = {.in = in, .err = err};
-    size_t esize = dtype_size(in->dtype);
+    size_t esize = sluice_dtype_size(in->dtype);
     if (in->dtype == SLUICE_DT_BYTES) {
         /* First pass checks and sizes, second writes. */
         sl_infer_code_t rc = walk(&d, data, nested);
@@ -417,7 +390,7 @@ static sl_infer_code_t get_name(sl_infer_request_t *req, const cJSON *obj, const
 
 /* Binary inputs waiting for their slice of the binary section. */
 typedef struct pending {
-    sl_infer_input_t *in;
+    size_t input; /* index into req->inputs (the array moves as inputs are added) */
     int64_t numel;
 } pending_t;
 
@@ -468,7 +441,7 @@ static sl_infer_code_t parse_input(sl_infer_request_t *req, const cJSON *jin, si
                        in->name);
     }
     in->byte_size = (uint64_t)x;
-    size_t esize = dtype_size(in->dtype);
+    size_t esize = sluice_dtype_size(in->dtype);
     if (esize && in->byte_size != (uint64_t)numel * esize) {
         char s[96];
         return invalid(err,
@@ -477,7 +450,7 @@ static sl_infer_code_t parse_input(sl_infer_request_t *req, const cJSON *jin, si
                        in->name, in->byte_size, shape_str(in->dims, in->ndim, s, sizeof s),
                        sl_dtype_to_name(in->dtype), (uint64_t)numel * esize);
     }
-    pend[*n_pend].in = in;
+    pend[*n_pend].input = req->n_inputs - 1;
     pend[*n_pend].numel = numel;
     (*n_pend)++;
     return SL_INFER_OK;
@@ -591,20 +564,20 @@ static sl_infer_code_t parse_root(const cJSON *root, const uint8_t *bin, size_t 
         return invalid(err,
                        "input '%s' has parameters.binary_data_size but the request has no "
                        "Inference-Header-Content-Length header",
-                       pend[0].in->name);
+                       req->inputs[pend[0].input].name);
     }
     uint64_t declared = 0;
     for (size_t k = 0; k < n_pend; k++)
-        declared += pend[k].in->byte_size; /* each < 2^53 */
+        declared += req->inputs[pend[k].input].byte_size; /* each < 2^53 */
     if (declared != bin_len) {
         return invalid(err, "binary data is %zu bytes, inputs declare %" PRIu64, bin_len, declared);
     }
     size_t off = 0;
     for (size_t k = 0; k < n_pend; k++) {
-        sl_infer_input_t *in = pend[k].in;
+        sl_infer_input_t *in = &req->inputs[pend[k].input];
         const uint8_t *p = bin + off;
         off += in->byte_size;
-        size_t align = dtype_size(in->dtype);
+        size_t align = sluice_dtype_size(in->dtype);
         /* Tensors start at any offset of the body; copy the misaligned ones so that backends
          * can read them as their element type. */
         if (align > 1 && ((uintptr_t)p % align) != 0) {
@@ -645,241 +618,4 @@ sl_infer_code_t sl_oip_json_parse_request(const uint8_t *body, size_t len, int64
         parse_root(root, body + json_len, len - json_len, header_len != -1, req, err);
     cJSON_Delete(root);
     return rc;
-}
-
-/* ---- the response ---- */
-
-static char *put_u64(char *p, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_i64(char *p, int64_t v) {
-    if (v < 0) {
-        *p++ = '-';
-        return put_u64(p, (uint64_t)0 - (uint64_t)v);
-    }
-    return put_u64(p, (uint64_t)v);
-}
-
-/* Non-finite values have no JSON spelling: they are written as null (numpy reads None in a
- * float array as nan). */
-static char *put_double(char *p, double v, bool fp32) {
-    if (!isfinite(v)) {
-        memcpy(p, "null", 4);
-        return p + 4;
-    }
-    /* %.9g round-trips every float, %.17g every double. */
-    int n = snprintf(p, 32, fp32 ? "%.9g" : "%.17g", v);
-    return p + n;
-}
-
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-static void write_bytes_data(const sl_infer_output_t *o, sl_buf_t *out) {
-    const uint8_t *p = o->data;
-    uint64_t off = 0;
-    bool first = true;
-    while (o->byte_size - off >= 4) {
-        uint32_t n;
-        memcpy(&n, p + off, 4);
-        if (n > o->byte_size - off - 4) break;
-        if (!first) sl_buf_putc(out, ',');
-        first = false;
-        sl_buf_putc(out, '"');
-        sl_buf_json_escape(out, (const char *)p + off + 4, n);
-        sl_buf_putc(out, '"');
-        off += 4 + (uint64_t)n;
-    }
-    if (off != o->byte_size) {
-        SL_ERROR("inference", "malformed BYTES output from the backend", SL_LF_S("output", o->name),
-                 SL_LF_U("byte_size", o->byte_size));
-    }
-}
-
-static void write_data(const sl_infer_output_t *o, sl_buf_t *out) {
-    if (o->dtype == SLUICE_DT_BYTES) {
-        write_bytes_data(o, out);
-        return;
-    }
-    size_t esize = dtype_size(o->dtype);
-    if (esize == 0) return;
-    uint64_t n = o->byte_size / esize;
-    /* Room for the longest element of the type and its comma: "false,", "-128,",
-     * "-9223372036854775808,", "-1.2345678901234567e-308," (floats: snprintf needs 32). */
-    size_t widest = o->dtype == SLUICE_DT_BOOL ? 6 : esize == 1 ? 5 : esize == 2 ? 7 : 12;
-    if (esize == 8) widest = 21;
-    if (o->dtype == SLUICE_DT_FP16 || o->dtype == SLUICE_DT_BF16 || o->dtype == SLUICE_DT_FP32 ||
-        o->dtype == SLUICE_DT_FP64) {
-        widest = 32;
-    }
-    sl_buf_reserve(out, (size_t)n * widest + 1);
-    char *w = out->data + out->len;
-    const uint8_t *p = o->data;
-    for (uint64_t i = 0; i < n; i++, p += esize) {
-        if (i) *w++ = ',';
-        switch (o->dtype) {
-        case SLUICE_DT_BOOL:
-            memcpy(w, *p ? "true" : "false", *p ? 4 : 5);
-            w += *p ? 4 : 5;
-            break;
-        case SLUICE_DT_UINT8:
-            w = put_u64(w, *p);
-            break;
-        case SLUICE_DT_INT8:
-            w = put_i64(w, (int8_t)*p);
-            break;
-        case SLUICE_DT_UINT16: {
-            uint16_t v;
-            memcpy(&v, p, 2);
-            w = put_u64(w, v);
-            break;
-        }
-        case SLUICE_DT_INT16: {
-            int16_t v;
-            memcpy(&v, p, 2);
-            w = put_i64(w, v);
-            break;
-        }
-        case SLUICE_DT_UINT32: {
-            uint32_t v;
-            memcpy(&v, p, 4);
-            w = put_u64(w, v);
-            break;
-        }
-        case SLUICE_DT_INT32: {
-            int32_t v;
-            memcpy(&v, p, 4);
-            w = put_i64(w, v);
-            break;
-        }
-        case SLUICE_DT_UINT64: {
-            uint64_t v;
-            memcpy(&v, p, 8);
-            w = put_u64(w, v);
-            break;
-        }
-        case SLUICE_DT_INT64: {
-            int64_t v;
-            memcpy(&v, p, 8);
-            w = put_i64(w, v);
-            break;
-        }
-        case SLUICE_DT_FP16: {
-            uint16_t v;
-            memcpy(&v, p, 2);
-            w = put_double(w, half_to_float(v), true);
-            break;
-        }
-        case SLUICE_DT_BF16: {
-            uint16_t v;
-            memcpy(&v, p, 2);
-            uint32_t bits = (uint32_t)v << 16;
-            float f;
-            memcpy(&f, &bits, 4);
-            w = put_double(w, f, true);
-            break;
-        }
-        case SLUICE_DT_FP32: {
-            float v;
-            memcpy(&v, p, 4);
-            w = put_double(w, v, true);
-            break;
-        }
-        case SLUICE_DT_FP64: {
-            double v;
-            memcpy(&v, p, 8);
-            w = put_double(w, v, false);
-            break;
-        }
-        default:
-            break;
-        }
-    }
-    out->len = (size_t)(w - out->data);
-    out->data[out->len] = '\0';
-}
-
-static void put_str(sl_buf_t *out, const char *s) {
-    sl_buf_putc(out, '"');
-    sl_buf_json_escape(out, s, strlen(s));
-    sl_buf_putc(out, '"');
-}
-
-/* Whether output o goes back as binary: its own request entry decides, else the request's
- * binary_data_output. */
-static bool output_binary(const sl_infer_request_t *req, const sl_infer_output_t *o) {
-    for (size_t i = 0; i < req->n_outputs; i++) {
-        if (strcmp(req->outputs[i].name, o->name) == 0) return req->outputs[i].binary;
-    }
-    return req->binary_default;
-}
-
-void sl_oip_json_write_response(const sl_infer_request_t *req, const sl_infer_response_t *resp,
-                                sl_buf_t *out, size_t *header_len) {
-    size_t start = out->len;
-    sl_buf_puts(out, "{\"model_name\":");
-    put_str(out, resp->model_name);
-    sl_buf_puts(out, ",\"model_version\":");
-    put_str(out, resp->model_version);
-    if (req->id) {
-        sl_buf_puts(out, ",\"id\":");
-        put_str(out, req->id);
-    }
-    sl_buf_puts(out, ",\"outputs\":[");
-    bool any_binary = false;
-    for (size_t i = 0; i < resp->n_outputs; i++) {
-        const sl_infer_output_t *o = &resp->outputs[i];
-        sl_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
-        put_str(out, o->name);
-        sl_buf_printf(out, ",\"datatype\":\"%s\",\"shape\":[", sl_dtype_to_name(o->dtype));
-        for (uint32_t d = 0; d < o->ndim; d++) {
-            sl_buf_printf(out, d ? ",%" PRId64 : "%" PRId64, o->dims[d]);
-        }
-        if (output_binary(req, o)) {
-            any_binary = true;
-            sl_buf_printf(out, "],\"parameters\":{\"binary_data_size\":%" PRIu64 "}}",
-                          o->byte_size);
-        } else {
-            sl_buf_puts(out, "],\"data\":[");
-            write_data(o, out);
-            sl_buf_puts(out, "]}");
-        }
-    }
-    sl_buf_puts(out, "]}");
-    *header_len = out->len - start;
-    if (!any_binary) return;
-    for (size_t i = 0; i < resp->n_outputs; i++) {
-        const sl_infer_output_t *o = &resp->outputs[i];
-        if (output_binary(req, o)) sl_buf_append(out, o->data, (size_t)o->byte_size);
-    }
 }

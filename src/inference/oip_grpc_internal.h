@@ -1,0 +1,26 @@
+/* Private to the gRPC front end (oip_grpc.c, oip_grpc_infer.c): the reply helpers both use and
+ * the ModelInfer handler that oip_grpc.c registers. Not part of the inference service's API. */
+#ifndef SL_OIP_GRPC_INTERNAL_H
+#define SL_OIP_GRPC_INTERNAL_H
+
+#include "core/grpc.h"
+#include "inference/infer.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Packs m and answers call with it; m stays the caller's (small messages need no heap). */
+void sl_oip_grpc__reply_msg(sl_grpc_call_t *call, const ProtobufCMessage *m);
+/* Fails call with the gRPC status for err->code and err->msg; err is borrowed. */
+void sl_oip_grpc__fail_infer(sl_grpc_call_t *call, const sl_infer_error_t *err);
+/* Fails call with INVALID_ARGUMENT "cannot parse <what>"; what is borrowed. */
+void sl_oip_grpc__fail_unparsable(sl_grpc_call_t *call, const char *what);
+
+/* The ModelInfer handler (an sl_grpc_handler_cb; ctx is the sl_mm_t, borrowed). It unpacks the
+ * request, hands it to the manager and answers from the completion callback; the unpacked
+ * message and the request are freed once the answer is sent. */
+void sl_oip_grpc__model_infer(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx);
+
+#endif
