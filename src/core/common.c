@@ -1,4 +1,5 @@
-/* Status strings, assertion failure, aborting allocators, clocks and randomness for the runtime. */
+/* Status strings, assertion failure, aborting allocators, string helpers, clocks and randomness
+ * for the runtime. */
 #include "core/common.h"
 
 #include <stdio.h>
@@ -69,6 +70,24 @@ bool sl_str_eq(sl_str_t a, const char *lit) {
 bool sl_str_ieq(sl_str_t a, const char *lit) {
     size_t n = strlen(lit);
     return a.len == n && strncasecmp(a.ptr, lit, n) == 0;
+}
+
+size_t sl_str_edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    size_t prev[65], row[65];
+    if (la > 64 || lb > 64) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = row[j - 1] + 1;
+            row[j] = SL_MIN(sub, SL_MIN(del, ins));
+        }
+        memcpy(prev, row, (lb + 1) * sizeof *row);
+    }
+    return prev[lb];
 }
 
 static uint64_t clock_ns(clockid_t id) {

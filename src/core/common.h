@@ -64,6 +64,9 @@ typedef struct sl_str {
 #define SL_STR(lit) ((sl_str_t){(lit), sizeof(lit) - 1})
 bool sl_str_eq(sl_str_t a, const char *lit);
 bool sl_str_ieq(sl_str_t a, const char *lit); /* ASCII case-insensitive */
+/* Levenshtein distance between the NUL-terminated strings a and b (both borrowed), for "did you
+ * mean" suggestions; SIZE_MAX when either is longer than 64 bytes. */
+size_t sl_str_edit_distance(const char *a, const char *b);
 
 #define SL_ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 #define SL_MIN(a, b)                       ((a) < (b) ? (a) : (b))

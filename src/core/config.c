@@ -248,23 +248,6 @@ static const char *node_kind(const yaml_event_t *ev) {
 
 /* Suggestions for unknown names */
 
-static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    size_t row[65], prev[65];
-    if (la > 64 || lb > 64) return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            row[j] = SL_MIN(SL_MIN(prev[j] + 1, row[j - 1] + 1), sub);
-        }
-        memcpy(prev, row, (lb + 1) * sizeof *row);
-    }
-    return prev[lb];
-}
-
 /* True when some option lives under prefix ("server" for "server.io_threads"). */
 static bool is_section(const char *prefix) {
     size_t n, pl = strlen(prefix);
@@ -297,7 +280,7 @@ static void suggest(sl_buf_t *msg, const char *name) {
             if (cl < sizeof cand) {
                 memcpy(cand, opts[i].name, cl);
                 cand[cl] = '\0';
-                size_t d = edit_distance(name, cand);
+                size_t d = sl_str_edit_distance(name, cand);
                 if (d < best_d) {
                     best_d = d;
                     memcpy(best, cand, cl + 1);

@@ -90,6 +90,31 @@ sluice_dtype_t sl_dtype_from_config(const char *name) {
     return sl_dtype_from_name(name, strlen(name));
 }
 
+bool sl_dtype_int_range(sluice_dtype_t t, int64_t *lo, int64_t *hi) {
+    switch (t) {
+    case SLUICE_DT_INT8:
+        *lo = INT8_MIN, *hi = INT8_MAX;
+        return true;
+    case SLUICE_DT_INT16:
+        *lo = INT16_MIN, *hi = INT16_MAX;
+        return true;
+    case SLUICE_DT_INT32:
+        *lo = INT32_MIN, *hi = INT32_MAX;
+        return true;
+    case SLUICE_DT_UINT8:
+        *lo = 0, *hi = UINT8_MAX;
+        return true;
+    case SLUICE_DT_UINT16:
+        *lo = 0, *hi = UINT16_MAX;
+        return true;
+    case SLUICE_DT_UINT32:
+        *lo = 0, *hi = UINT32_MAX;
+        return true;
+    default:
+        return false;
+    }
+}
+
 int64_t sl_dims_numel(const int64_t *dims, uint32_t ndim) {
     int64_t n = 1;
     for (uint32_t i = 0; i < ndim; i++) {

@@ -40,6 +40,11 @@ const char *sl_dtype_to_name(sluice_dtype_t t); /* "INVALID" for unknown values 
 /* Triton config spellings too ("TYPE_FP32", "TYPE_STRING"): accepted by sl_dtype_from_config. */
 sluice_dtype_t sl_dtype_from_config(const char *name);
 
+/* The values an integer datatype of up to 32 bits holds (INT8, INT16, INT32, UINT8, UINT16,
+ * UINT32): sets *lo and *hi and returns true. Returns false, leaving both alone, for every other
+ * datatype (64-bit integers, floating point, BOOL, BYTES). */
+bool sl_dtype_int_range(sluice_dtype_t t, int64_t *lo, int64_t *hi);
+
 /* Element count of dims (1 for ndim 0); -1 if any dim is negative or the product overflows
  * 2^62. */
 int64_t sl_dims_numel(const int64_t *dims, uint32_t ndim);

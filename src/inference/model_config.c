@@ -89,24 +89,6 @@ static void perr(pc_t *c, const sl_yaml_node_t *at, int status, const char *fmt,
 
 /* ---- small typed readers; `what` is the key path used in messages ---- */
 
-static size_t edit_distance(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
-    size_t prev[65], row[65];
-    if (la > 64 || lb > 64) return SIZE_MAX;
-    for (size_t j = 0; j <= lb; j++)
-        prev[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-            size_t del = prev[j] + 1, ins = row[j - 1] + 1;
-            row[j] = SL_MIN(sub, SL_MIN(del, ins));
-        }
-        memcpy(prev, row, (lb + 1) * sizeof *row);
-    }
-    return prev[lb];
-}
-
 /* Reports every key of map not in allowed (a NULL-terminated list). */
 static void check_keys(pc_t *c, const sl_yaml_node_t *map, const char *const *allowed,
                        const char *where) {
@@ -120,7 +102,7 @@ static void check_keys(pc_t *c, const sl_yaml_node_t *map, const char *const *al
                 ok = true;
                 break;
             }
-            size_t d = edit_distance(allowed[j], k->value);
+            size_t d = sl_str_edit_distance(allowed[j], k->value);
             if (d < best_d) {
                 best_d = d;
                 best = allowed[j];

@@ -34,10 +34,23 @@ void sl_oip_grpc__fail_infer(sl_grpc_call_t *call, const sl_infer_error_t *err) 
     sl_grpc_fail(call, (sl_grpc_code_t)sl_infer_code_grpc(err->code), err->msg);
 }
 
-void sl_oip_grpc__fail_unparsable(sl_grpc_call_t *call, const char *what) {
-    char msg[96];
-    snprintf(msg, sizeof msg, "cannot parse %s", what);
-    sl_grpc_fail(call, SL_GRPC_INVALID_ARGUMENT, msg);
+void *sl_oip_grpc__unpack(sl_grpc_call_t *call, const ProtobufCMessageDescriptor *desc,
+                          const uint8_t *msg, size_t len) {
+    ProtobufCMessage *q = protobuf_c_message_unpack(desc, NULL, len, msg);
+    if (!q) {
+        char text[96];
+        snprintf(text, sizeof text, "cannot parse %s", desc->short_name);
+        sl_grpc_fail(call, SL_GRPC_INVALID_ARGUMENT, text);
+    }
+    return q;
+}
+
+/* Acquires the model a ModelReady or ModelMetadata request names (an empty name is refused);
+ * the result is sl_mm_acquire's. */
+static sl_infer_code_t acquire_named(sl_mm_t *mm, const char *name, const char *version,
+                                     sl_mm_model_t **m, sl_infer_error_t *err) {
+    if (!name[0]) return sl_infer_error_set(err, SL_INFER_INVALID, "name is required");
+    return sl_mm_acquire(mm, name, version, m, err);
 }
 
 /* Allocations that live until one reply is packed, freed together. */
@@ -85,19 +98,12 @@ static void server_metadata(sl_grpc_call_t *call, const uint8_t *msg, size_t len
 
 /* ModelReady: known but not ready answers ready=false (as Triton does); unknown is NOT_FOUND. */
 static void model_ready(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    Inference__ModelReadyRequest *q = inference__model_ready_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "ModelReadyRequest");
-        return;
-    }
+    Inference__ModelReadyRequest *q =
+        sl_oip_grpc__unpack(call, &inference__model_ready_request__descriptor, msg, len);
+    if (!q) return;
     sl_mm_model_t *m = NULL;
     sl_infer_error_t err;
-    sl_infer_code_t c = SL_INFER_INVALID;
-    if (!q->name[0]) {
-        sl_infer_error_set(&err, SL_INFER_INVALID, "name is required");
-    } else {
-        c = sl_mm_acquire(ctx, q->name, q->version, &m, &err);
-    }
+    sl_infer_code_t c = acquire_named(ctx, q->name, q->version, &m, &err);
     inference__model_ready_request__free_unpacked(q, NULL);
     if (c != SL_INFER_OK && c != SL_INFER_UNAVAILABLE) {
         sl_oip_grpc__fail_infer(call, &err);
@@ -132,19 +138,12 @@ tensor_metadata(bag_t *bag, const sluice_tensor_desc_t *descs, size_t n, bool ba
 }
 
 static void model_metadata(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    Inference__ModelMetadataRequest *q = inference__model_metadata_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "ModelMetadataRequest");
-        return;
-    }
+    Inference__ModelMetadataRequest *q =
+        sl_oip_grpc__unpack(call, &inference__model_metadata_request__descriptor, msg, len);
+    if (!q) return;
     sl_mm_model_t *m = NULL;
     sl_infer_error_t err;
-    sl_infer_code_t c = SL_INFER_INVALID;
-    if (!q->name[0]) {
-        sl_infer_error_set(&err, SL_INFER_INVALID, "name is required");
-    } else {
-        c = sl_mm_acquire(ctx, q->name, q->version, &m, &err);
-    }
+    sl_infer_code_t c = acquire_named(ctx, q->name, q->version, &m, &err);
     inference__model_metadata_request__free_unpacked(q, NULL);
     if (c != SL_INFER_OK) {
         sl_oip_grpc__fail_infer(call, &err);
@@ -250,11 +249,8 @@ static void stats_one(sl_mm_model_t *m, void *arg) {
 /* An empty name means every model; an empty version every ready version (Triton's rules). */
 static void model_statistics(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     Inference__ModelStatisticsRequest *q =
-        inference__model_statistics_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "ModelStatisticsRequest");
-        return;
-    }
+        sl_oip_grpc__unpack(call, &inference__model_statistics_request__descriptor, msg, len);
+    if (!q) return;
     const char *name = q->name[0] ? q->name : NULL;
     const char *version = q->version[0] ? q->version : NULL;
     stats_acc_t acc = {0};
@@ -269,10 +265,8 @@ static void model_statistics(sl_grpc_call_t *call, const uint8_t *msg, size_t le
             sl_infer_error_set(&err, SL_INFER_UNAVAILABLE, "model '%s' is not ready", name);
         }
         inference__model_statistics_request__free_unpacked(q, NULL);
-        {
-            sl_oip_grpc__fail_infer(call, &err);
-            return;
-        }
+        sl_oip_grpc__fail_infer(call, &err);
+        return;
     }
     inference__model_statistics_request__free_unpacked(q, NULL);
     Inference__ModelStatisticsResponse r = INFERENCE__MODEL_STATISTICS_RESPONSE__INIT;
@@ -287,11 +281,8 @@ static void model_statistics(sl_grpc_call_t *call, const uint8_t *msg, size_t le
 
 static void repository_index(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
     Inference__RepositoryIndexRequest *q =
-        inference__repository_index_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "RepositoryIndexRequest");
-        return;
-    }
+        sl_oip_grpc__unpack(call, &inference__repository_index_request__descriptor, msg, len);
+    if (!q) return;
     bool ready_only = q->ready;
     inference__repository_index_request__free_unpacked(q, NULL);
 
@@ -372,52 +363,49 @@ static bool valid_model_name(const char *s) {
     return true;
 }
 
-static void repository_load(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    Inference__RepositoryModelLoadRequest *q =
-        inference__repository_model_load_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "RepositoryModelLoadRequest");
-        return;
-    }
-    char why[256];
-    const char *bad = NULL;
-    if (!q->model_name[0]) {
-        bad = "model_name is required";
-    } else if (!valid_model_name(q->model_name)) {
-        bad = "model_name may only hold letters, digits, '_', '.' and '-'";
-    } else if (!control_params_ok(q->parameters, q->n_parameters, why, sizeof why)) {
-        bad = why;
-    }
+/* Answers a bad load or unload request (bad: the message for the client) or hands the model
+ * control to the manager (start: sl_mm_load or sl_mm_unload); either way q (the unpacked request,
+ * holding name) is freed once the call is answered. */
+static void control_start(sl_grpc_call_t *call, sl_mm_t *mm, ProtobufCMessage *q, const char *name,
+                          const char *bad,
+                          void (*start)(sl_mm_t *, const char *, sl_loop_t *, sl_mm_control_cb,
+                                        void *)) {
     if (bad) {
         sl_grpc_fail(call, SL_GRPC_INVALID_ARGUMENT, bad);
-        inference__repository_model_load_request__free_unpacked(q, NULL);
+        protobuf_c_message_free_unpacked(q, NULL);
         return;
     }
     control_call_t *cc = sl_malloc(sizeof *cc);
     cc->call = call;
-    cc->req = &q->base;
-    sl_mm_load(ctx, q->model_name, sl_loop_current(), control_done, cc);
+    cc->req = q;
+    start(mm, name, sl_loop_current(), control_done, cc);
+}
+
+/* What is wrong with a load or unload request's model_name; NULL if nothing. */
+static const char *model_name_problem(const char *name) {
+    if (!name[0]) return "model_name is required";
+    if (!valid_model_name(name))
+        return "model_name may only hold letters, digits, '_', '.' and '-'";
+    return NULL;
+}
+
+static void repository_load(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
+    Inference__RepositoryModelLoadRequest *q =
+        sl_oip_grpc__unpack(call, &inference__repository_model_load_request__descriptor, msg, len);
+    if (!q) return;
+    char why[256];
+    const char *bad = model_name_problem(q->model_name);
+    if (!bad && !control_params_ok(q->parameters, q->n_parameters, why, sizeof why)) bad = why;
+    control_start(call, ctx, &q->base, q->model_name, bad, sl_mm_load);
 }
 
 static void repository_unload(sl_grpc_call_t *call, const uint8_t *msg, size_t len, void *ctx) {
-    Inference__RepositoryModelUnloadRequest *q =
-        inference__repository_model_unload_request__unpack(NULL, len, msg);
-    if (!q) {
-        sl_oip_grpc__fail_unparsable(call, "RepositoryModelUnloadRequest");
-        return;
-    }
+    Inference__RepositoryModelUnloadRequest *q = sl_oip_grpc__unpack(
+        call, &inference__repository_model_unload_request__descriptor, msg, len);
+    if (!q) return;
     /* unload_dependents is accepted and has nothing to do: Sluice has no ensembles. */
-    if (!valid_model_name(q->model_name)) {
-        sl_grpc_fail(call, SL_GRPC_INVALID_ARGUMENT,
-                     q->model_name[0] ? "model_name may only hold letters, digits, '_', '.' and '-'"
-                                      : "model_name is required");
-        inference__repository_model_unload_request__free_unpacked(q, NULL);
-        return;
-    }
-    control_call_t *cc = sl_malloc(sizeof *cc);
-    cc->call = call;
-    cc->req = &q->base;
-    sl_mm_unload(ctx, q->model_name, sl_loop_current(), control_done, cc);
+    control_start(call, ctx, &q->base, q->model_name, model_name_problem(q->model_name),
+                  sl_mm_unload);
 }
 
 /* ---- registration ---- */

@@ -89,20 +89,8 @@ static sl_infer_code_t narrow(sl_infer_request_t *req, sl_infer_input_t *in, con
                               bool is_signed, size_t n, sl_infer_error_t *err) {
     size_t size = sluice_dtype_size(in->dtype);
     int64_t lo = 0, hi = 0;
-    switch (in->dtype) {
-    case SLUICE_DT_INT8:
-        lo = INT8_MIN, hi = INT8_MAX;
-        break;
-    case SLUICE_DT_INT16:
-        lo = INT16_MIN, hi = INT16_MAX;
-        break;
-    case SLUICE_DT_UINT8:
-        hi = UINT8_MAX;
-        break;
-    default:
-        hi = UINT16_MAX;
-        break;
-    }
+    bool known = sl_dtype_int_range(in->dtype, &lo, &hi);
+    SL_ASSERT(known && size <= 2); /* only INT8, INT16, UINT8 and UINT16 are narrowed */
     uint8_t *dst = sl_infer_request_alloc(req, n * size);
     for (size_t i = 0; i < n; i++) {
         int64_t v =
@@ -428,11 +416,9 @@ void sl_oip_grpc__model_infer(sl_grpc_call_t *call, const uint8_t *msg, size_t l
         sl_grpc_fail(call, SL_GRPC_INTERNAL, "internal error");
         return;
     }
-    Inference__ModelInferRequest *m = inference__model_infer_request__unpack(NULL, len, msg);
-    if (!m) {
-        sl_oip_grpc__fail_unparsable(call, "ModelInferRequest");
-        return;
-    }
+    Inference__ModelInferRequest *m =
+        sl_oip_grpc__unpack(call, &inference__model_infer_request__descriptor, msg, len);
+    if (!m) return;
     sl_infer_request_t *req = sl_infer_request_new(loop, infer_done, NULL);
     infer_call_t *ic = sl_infer_request_alloc(req, sizeof *ic);
     ic->call = call;

@@ -15,8 +15,11 @@
 void sl_oip_grpc__reply_msg(sl_grpc_call_t *call, const ProtobufCMessage *m);
 /* Fails call with the gRPC status for err->code and err->msg; err is borrowed. */
 void sl_oip_grpc__fail_infer(sl_grpc_call_t *call, const sl_infer_error_t *err);
-/* Fails call with INVALID_ARGUMENT "cannot parse <what>"; what is borrowed. */
-void sl_oip_grpc__fail_unparsable(sl_grpc_call_t *call, const char *what);
+/* Unpacks msg (len bytes, borrowed) as a message of type desc. Returns the message (the caller
+ * frees it with protobuf_c_message_free_unpacked) or NULL after failing call with
+ * INVALID_ARGUMENT "cannot parse <desc's short name>". */
+void *sl_oip_grpc__unpack(sl_grpc_call_t *call, const ProtobufCMessageDescriptor *desc,
+                          const uint8_t *msg, size_t len);
 
 /* The ModelInfer handler (an sl_grpc_handler_cb; ctx is the sl_mm_t, borrowed). It unpacks the
  * request, hands it to the manager and answers from the completion callback; the unpacked

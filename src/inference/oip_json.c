@@ -52,9 +52,10 @@ static sl_infer_code_t invalid(sl_infer_error_t *err, const char *fmt, ...) {
 
 typedef struct decoder {
     const sl_infer_input_t *in;
-    uint8_t *out;  /* fixed-size types: numel * size bytes; BYTES: prefixes + strings */
-    size_t index;  /* flat index of the next element */
-    size_t nbytes; /* BYTES: bytes written (or counted, when out is NULL) */
+    uint8_t *out;    /* fixed-size types: numel * size bytes; BYTES: prefixes + strings */
+    size_t index;    /* flat index of the next element */
+    size_t nbytes;   /* BYTES: bytes written (or counted, when out is NULL) */
+    bool shape_only; /* a first pass over nested data: check its structure, decode nothing */
     sl_infer_error_t *err;
 } decoder_t;
 
@@ -83,30 +84,13 @@ static sl_infer_code_t int_element(decoder_t *d, const cJSON *v) {
                            d->in->name, d->index, x, dt);
         }
     } else {
-        double lo, hi;
-        switch (d->in->dtype) {
-        case SLUICE_DT_INT8:
-            lo = INT8_MIN, hi = INT8_MAX;
-            break;
-        case SLUICE_DT_INT16:
-            lo = INT16_MIN, hi = INT16_MAX;
-            break;
-        case SLUICE_DT_INT32:
-            lo = INT32_MIN, hi = INT32_MAX;
-            break;
-        case SLUICE_DT_UINT8:
-            lo = 0, hi = UINT8_MAX;
-            break;
-        case SLUICE_DT_UINT16:
-            lo = 0, hi = UINT16_MAX;
-            break;
-        default:
-            lo = 0, hi = UINT32_MAX;
-            break;
-        }
-        if (x < lo || x > hi) {
+        int64_t lo, hi;
+        bool known = sl_dtype_int_range(d->in->dtype, &lo, &hi);
+        SL_ASSERT(known); /* element() sends only integer datatypes here */
+        if (x < (double)lo || x > (double)hi) {
             return invalid(d->err,
-                           "input '%s': element %zu (%.17g) is out of range for %s (%.0f to %.0f)",
+                           "input '%s': element %zu (%.17g) is out of range for %s (%" PRId64
+                           " to %" PRId64 ")",
                            d->in->name, d->index, x, dt, lo, hi);
         }
     }
@@ -154,6 +138,7 @@ static sl_infer_code_t int_element(decoder_t *d, const cJSON *v) {
 
 static sl_infer_code_t element(decoder_t *d, const cJSON *v) {
     const sl_infer_input_t *in = d->in;
+    if (d->shape_only) return SL_INFER_OK;
     switch (in->dtype) {
     case SLUICE_DT_BOOL:
         if (!cJSON_IsBool(v)) {
@@ -275,7 +260,13 @@ static sl_infer_code_t decode_json_data(sl_infer_request_t *req, sl_infer_input_
     /* Nested when the first entry is an array; then every level must match the shape. A flat
      * array must hold exactly numel values and no arrays. */
     bool nested = data->child && cJSON_IsArray(data->child) && in->ndim > 0;
-    if (!nested) {
+    if (nested) {
+        /* The structure first, then the allocation the shape implies: a small body must never
+         * make the server allocate for a huge declared shape. */
+        decoder_t check = {.in = in, .err = err, .shape_only = true};
+        sl_infer_code_t rc = walk(&check, data, true);
+        if (rc != SL_INFER_OK) return rc;
+    } else {
         int64_t count = 0;
         const cJSON *c;
         cJSON_ArrayForEach(c, data) {

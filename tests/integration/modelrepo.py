@@ -120,3 +120,33 @@ def inference_config(repo, poll_interval=None):
     if poll_interval is not None:
         cfg["inference"]["poll_interval"] = poll_interval
     return cfg
+
+
+def serving_config(tmpdir, names=(), configs=None, extra=None, repo=None, poll_interval=None):
+    """Builds the repository repo (default <tmpdir>/models) with the example models in names and
+    one model per configs entry (name: config.yaml text, served by a placeholder artifact), and
+    returns (repo, config): inference_config(repo, poll_interval) with extra merged into it."""
+    from conftest import merge  # here, not at the top: bench/ imports this module without pytest
+
+    repo = str(repo or os.path.join(str(tmpdir), "models"))
+    make_repository(repo, names)
+    for name, text in (configs or {}).items():
+        add_model(repo, name, config=text, artifact=None)
+    return repo, merge(inference_config(repo, poll_interval), extra or {})
+
+
+def start_inference(tmpdir, names=(), configs=None, extra=None, repo=None, poll_interval=None,
+                    timeout=30):
+    """Builds a repository as serving_config does and starts `sluice serve --target inference`
+    on it (in tmpdir); returns the Sluice once ready (stopped again if it does not get there in
+    timeout seconds). The caller stops it."""
+    from conftest import Sluice
+
+    repo, cfg = serving_config(tmpdir, names, configs, extra, repo, poll_interval)
+    s = Sluice(targets="inference", config=cfg, tmpdir=str(tmpdir))
+    try:
+        s.wait_ready(timeout=timeout)
+    except BaseException:
+        s.stop()
+        raise
+    return s

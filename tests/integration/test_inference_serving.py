@@ -71,17 +71,6 @@ def metric(s, name, **labels):
     return None
 
 
-def start(tmp, repo, poll_interval=None, timeout=30):
-    s = Sluice(targets="inference", config=modelrepo.inference_config(repo, poll_interval),
-               tmpdir=str(tmp))
-    try:
-        s.wait_ready(timeout=timeout)
-    except BaseException:
-        s.stop()
-        raise
-    return s
-
-
 def stop(s):
     code = s.stop()
     assert code == 0, f"sluice exited with {code}:\n{s.log_text()[-4000:]}"
@@ -115,11 +104,7 @@ parameters: {delay_us: "2000"}
 
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("batching")
-    repo = str(tmp / "models")
-    for name, cfg in BATCHING_MODELS.items():
-        modelrepo.add_model(repo, name, config=cfg, artifact=None)
-    s = start(tmp, repo)
+    s = modelrepo.start_inference(tmp_path_factory.mktemp("batching"), configs=BATCHING_MODELS)
     yield s
     stop(s)
 
@@ -303,8 +288,7 @@ def index(s):
 
 def test_hot_reload_under_load(tmp_path):
     repo = str(tmp_path / "models")
-    modelrepo.add_model(repo, "mlp_digits")
-    s = start(tmp_path, repo)
+    s = modelrepo.start_inference(tmp_path, ("mlp_digits",), repo=repo)
     load = Load(s)
     try:
         wait_until(lambda: load.count("1.0.0") >= 20, 10, "answers from 1.0.0")
@@ -342,8 +326,7 @@ def test_hot_reload_under_load(tmp_path):
 
 def test_poll_mode_picks_up_a_new_version_without_a_load_call(tmp_path):
     repo = str(tmp_path / "models")
-    modelrepo.add_model(repo, "mlp_digits")
-    s = start(tmp_path, repo, poll_interval="200ms")
+    s = modelrepo.start_inference(tmp_path, ("mlp_digits",), repo=repo, poll_interval="200ms")
     load = Load(s)
     try:
         wait_until(lambda: load.count("1.0.0") >= 20, 10, "answers from 1.0.0")

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import modelrepo
-from conftest import REPO, SLOW, Sluice, merge, wait_until
+from conftest import REPO, SLOW, wait_until
 
 MAX_MESSAGE = 1 << 20
 EXAMPLES = os.path.join(REPO, "examples", "models")
@@ -54,18 +54,9 @@ def pb(tmp_path_factory):
 
 
 def start_server(tmp, names=("simple", "mlp_digits", "transformer_sentiment"), slow=False):
-    repo = modelrepo.make_repository(os.path.join(tmp, "models"), names=names)
-    if slow:
-        modelrepo.add_model(repo, "slow", config=modelrepo.CONFIGS["simple"],
-                            extra_config=f'parameters:\n  delay_us: "{SLOW_DELAY_US}"\n')
-    cfg = merge(modelrepo.inference_config(repo), {"grpc": {"max_message_bytes": MAX_MESSAGE}})
-    s = Sluice(targets="inference", config=cfg, tmpdir=tmp)
-    try:
-        s.wait_ready(timeout=30)
-    except BaseException:
-        s.stop()
-        raise
-    return s
+    slow_cfg = modelrepo.CONFIGS["simple"] + f'parameters:\n  delay_us: "{SLOW_DELAY_US}"\n'
+    return modelrepo.start_inference(tmp, names, configs={"slow": slow_cfg} if slow else None,
+                                     extra={"grpc": {"max_message_bytes": MAX_MESSAGE}})
 
 
 def stop_server(s):

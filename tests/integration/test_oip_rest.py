@@ -14,7 +14,7 @@ import pytest
 import requests
 
 import modelrepo
-from conftest import REPO, SLOW, Sluice, merge, wait_until
+from conftest import REPO, SLOW, wait_until
 
 EXAMPLES = os.path.join(REPO, "examples", "models")
 MAX_BODY = 1 << 20
@@ -34,23 +34,15 @@ parameters:
 """
 
 
-def start_server(tmp, names):
-    repo = modelrepo.make_repository(os.path.join(tmp, "models"), names=names)
-    return repo, merge(modelrepo.inference_config(repo), {"http": {"max_body_bytes": MAX_BODY}})
+LIMITS = {"http": {"max_body_bytes": MAX_BODY}}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("oip_rest"))
-    repo, cfg = start_server(tmp, ("simple", "mlp_digits", "lenet_digits",
-                                   "logistic_breast_cancer", "transformer_sentiment"))
-    modelrepo.add_model(repo, "slowq", config=SLOWQ_CONFIG)
-    s = Sluice(targets="inference", config=cfg, tmpdir=tmp)
-    try:
-        s.wait_ready(timeout=30)
-    except BaseException:
-        s.stop()
-        raise
+    s = modelrepo.start_inference(tmp_path_factory.mktemp("oip_rest"),
+                                  ("simple", "mlp_digits", "lenet_digits",
+                                   "logistic_breast_cancer", "transformer_sentiment"),
+                                  configs={"slowq": SLOWQ_CONFIG}, extra=LIMITS)
     yield s
     code = s.stop()
     assert code == 0, f"sluice exited with {code}:\n{s.log_text()[-4000:]}"
@@ -523,7 +515,7 @@ def test_statistics(server):
 # ---- the repository extension ----
 
 def test_repository_index_load_unload(sluice_factory, tmp_path):
-    repo, cfg = start_server(str(tmp_path), ("simple", "mlp_digits"))
+    repo, cfg = modelrepo.serving_config(tmp_path, ("simple", "mlp_digits"), extra=LIMITS)
     s = sluice_factory(targets="inference", config=cfg, wait=False)
     s.wait_ready(timeout=30)
 

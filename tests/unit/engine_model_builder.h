@@ -1,8 +1,9 @@
-/* An in-memory ONNX model builder for the engine's unit tests (test_engine_model.c,
- * test_engine_exec.c): value infos, nodes, attributes and float initializers built with
- * protobuf-c, gathered in a spec_t, packed and loaded. Every allocation is tracked and freed by
- * builder_reset, so a test calls that once it no longer needs the protobuf objects (a loaded
- * sl_model_t does not point into them). Header-only, static inline: each test is its own binary. */
+/* An in-memory ONNX model builder for the engine's unit tests (test_engine_model.c, _exec.c,
+ * _fuse.c, _plan.c, _shape.c): value infos, nodes, attributes and float and int64 initializers
+ * built with protobuf-c, gathered in a spec_t, packed and loaded (or expected to fail). Every
+ * allocation is tracked and freed by builder_reset, so a test calls that once it no longer needs
+ * the protobuf objects (a loaded sl_model_t does not point into them). Header-only, static inline:
+ * each test is its own binary. */
 #ifndef SL_TEST_ENGINE_MODEL_BUILDER_H
 #define SL_TEST_ENGINE_MODEL_BUILDER_H
 
@@ -121,20 +122,37 @@ static inline Onnx__AttributeProto *attr_new(Onnx__NodeProto *n, const char *nam
     return a;
 }
 
-/* A float initializer (data copied). */
-static inline Onnx__TensorProto *tensor_f(const char *name, int ndim, const int64_t *dims,
-                                          const float *data, size_t count) {
+/* An initializer of that data type and shape; the caller fills in its data. */
+static inline Onnx__TensorProto *tensor_new(const char *name, int data_type, int ndim,
+                                            const int64_t *dims) {
     Onnx__TensorProto *t = track(malloc(sizeof *t));
     *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
     t->name = str(name);
     t->has_data_type = 1;
-    t->data_type = SL_DT_FLOAT;
+    t->data_type = data_type;
     t->n_dims = (size_t)ndim;
     t->dims = track(malloc(((size_t)ndim + 1) * sizeof *t->dims));
     if (ndim) memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
+    return t;
+}
+
+/* A float initializer (data copied). */
+static inline Onnx__TensorProto *tensor_f(const char *name, int ndim, const int64_t *dims,
+                                          const float *data, size_t count) {
+    Onnx__TensorProto *t = tensor_new(name, SL_DT_FLOAT, ndim, dims);
     t->n_float_data = count;
     t->float_data = track(malloc((count + 1) * sizeof(float)));
     if (count) memcpy(t->float_data, data, count * sizeof(float));
+    return t;
+}
+
+/* An int64 initializer (data copied). */
+static inline Onnx__TensorProto *tensor_i64(const char *name, int ndim, const int64_t *dims,
+                                            const int64_t *data, size_t count) {
+    Onnx__TensorProto *t = tensor_new(name, SL_DT_INT64, ndim, dims);
+    t->n_int64_data = count;
+    t->int64_data = track(malloc((count + 1) * sizeof(int64_t)));
+    if (count) memcpy(t->int64_data, data, count * sizeof(int64_t));
     return t;
 }
 
@@ -208,6 +226,20 @@ static inline sl_model_t *spec_load_ok(const spec_t *s, const sl_model_opts_t *o
     }
     builder_reset();
     return model;
+}
+
+/* Loads s, expecting it to fail with code and a message containing needle (the test fails
+ * otherwise, printing what came instead), then frees the builder's memory. */
+static inline void spec_load_fail(const spec_t *s, sl_eng_status_t code, const char *needle) {
+    sl_model_t *m = (sl_model_t *)1;
+    sl_eng_error_t err;
+    sl_eng_status_t st = spec_load(s, NULL, &m, &err);
+    if (st != code || !strstr(err.msg, needle)) {
+        print_error("want %d with '%s', got %d '%s'\n", code, needle, st, err.msg);
+        fail();
+    }
+    assert_null(m);
+    builder_reset();
 }
 
 #endif

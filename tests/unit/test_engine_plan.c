@@ -23,23 +23,6 @@
 
 #define ALIGNED(n) (((size_t)(n) + 63) & ~(size_t)63)
 
-/* An int64 initializer (data copied, tracked like the builder's). */
-static Onnx__TensorProto *tensor_i(const char *name, int ndim, const int64_t *dims,
-                                   const int64_t *data, size_t count) {
-    Onnx__TensorProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
-    t->name = str(name);
-    t->has_data_type = 1;
-    t->data_type = SL_DT_INT64;
-    t->n_dims = (size_t)ndim;
-    t->dims = track(malloc(((size_t)ndim + 1) * sizeof *t->dims));
-    if (ndim) memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
-    t->n_int64_data = count;
-    t->int64_data = track(malloc((count + 1) * sizeof(int64_t)));
-    if (count) memcpy(t->int64_data, data, count * sizeof(int64_t));
-    return t;
-}
-
 static const sl_value_t *value(const sl_model_t *m, const char *name) {
     for (size_t i = 0; i < m->n_values; i++) {
         if (strcmp(m->values[i].name, name) == 0) return &m->values[i];
@@ -99,7 +82,7 @@ static void test_no_fold_from_inputs(void **state) {
     static const int64_t one[1] = {1};
     spec_t s = {0};
     s.inputs[s.n_inputs++] = vinfo("x", SL_DT_FLOAT, 1, dN);
-    s.inits[s.n_inits++] = tensor_i("one", 1, d1, one, 1);
+    s.inits[s.n_inits++] = tensor_i64("one", 1, d1, one, 1);
     s.nodes[s.n_nodes++] = node("Shape", "shape", "x", "s");
     s.nodes[s.n_nodes++] = node("Add", "plus1", "s,one", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_INT64, 1, d1);
@@ -128,8 +111,8 @@ static void test_fold_skips_impure_and_oversized(void **state) {
     const int64_t small[1] = {16};
     spec_t s = {0};
     s.inits[s.n_inits++] = tensor_f("w", 1, d3, w, 3);
-    s.inits[s.n_inits++] = tensor_i("big_shape", 1, d1, big, 1);
-    s.inits[s.n_inits++] = tensor_i("small_shape", 1, d1, small, 1);
+    s.inits[s.n_inits++] = tensor_i64("big_shape", 1, d1, big, 1);
+    s.inits[s.n_inits++] = tensor_i64("small_shape", 1, d1, small, 1);
     s.nodes[s.n_nodes++] = node("Dropout", "drop", "w", "d");
     s.nodes[s.n_nodes++] = node("ConstantOfShape", "fill_big", "big_shape", "fb");
     s.nodes[s.n_nodes++] = node("ConstantOfShape", "fill_small", "small_shape", "fs");
@@ -155,7 +138,7 @@ static void test_fold_failure_refused_at_load(void **state) {
     static const int64_t two[1] = {2};
     spec_t s = {0};
     s.inits[s.n_inits++] = tensor_f("w", 1, d3, w, 3);
-    s.inits[s.n_inits++] = tensor_i("shape", 1, d1, two, 1);
+    s.inits[s.n_inits++] = tensor_i64("shape", 1, d1, two, 1);
     s.nodes[s.n_nodes++] = node("Reshape", "bad_reshape", "w,shape", "y");
     s.outputs[s.n_outputs++] = vinfo("y", SL_DT_FLOAT, 1, two);
     /* Folding leaves it to run time; shape inference, right after, finds it cannot run at all

@@ -33,22 +33,6 @@ static Onnx__ValueInfoProto *vbare(const char *name) {
     return v;
 }
 
-static Onnx__TensorProto *tensor_i64(const char *name, int ndim, const int64_t *dims,
-                                     const int64_t *data, size_t count) {
-    Onnx__TensorProto *t = track(malloc(sizeof *t));
-    *t = (Onnx__TensorProto)ONNX__TENSOR_PROTO__INIT;
-    t->name = str(name);
-    t->has_data_type = 1;
-    t->data_type = SL_DT_INT64;
-    t->n_dims = (size_t)ndim;
-    t->dims = track(malloc(((size_t)ndim + 1) * sizeof *t->dims));
-    if (ndim) memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
-    t->n_int64_data = count;
-    t->int64_data = track(malloc((count + 1) * sizeof(int64_t)));
-    if (count) memcpy(t->int64_data, data, count * sizeof(int64_t));
-    return t;
-}
-
 static float *zeros(size_t n) {
     return track(calloc(n + 1, sizeof(float)));
 }
@@ -87,18 +71,6 @@ static void spec_mlp(spec_t *s, int64_t k1, int64_t k2, bool bare) {
     }
 }
 
-static void expect_fail(const spec_t *s, sl_eng_status_t code, const char *needle) {
-    sl_model_t *m = (sl_model_t *)1;
-    sl_eng_error_t err;
-    sl_eng_status_t st = spec_load(s, NULL, &m, &err);
-    if (st != code || !strstr(err.msg, needle)) {
-        print_error("want %d with '%s', got %d '%s'\n", code, needle, st, err.msg);
-        fail();
-    }
-    assert_null(m);
-    builder_reset();
-}
-
 /* ---- tests ---- */
 
 static void test_output_gets_batch_shape(void **state) {
@@ -132,7 +104,7 @@ static void test_output_gets_batch_shape(void **state) {
 static void test_contradiction_refused_at_load(void **state) {
     spec_t s;
     spec_mlp(&s, 32, 10, true); /* fc1's weights want K = 32, x has 64 columns */
-    expect_fail(&s, SL_ENG_ESHAPE, "node 'fc1' (Gemm)");
+    spec_load_fail(&s, SL_ENG_ESHAPE, "node 'fc1' (Gemm)");
     spec_mlp(&s, 32, 10, true);
     sl_model_t *m = NULL;
     sl_eng_error_t err;
@@ -145,7 +117,7 @@ static void test_contradiction_refused_at_load(void **state) {
 static void test_declared_output_contradiction(void **state) {
     spec_t s;
     spec_mlp(&s, 64, 10, false); /* y declared [batch, 5]; the graph computes [batch, 10] */
-    expect_fail(&s, SL_ENG_ESHAPE, "output 'y': dim 1 is declared 5, but the graph computes 10");
+    spec_load_fail(&s, SL_ENG_ESHAPE, "output 'y': dim 1 is declared 5, but the graph computes 10");
 }
 
 /* x[batch,seq,8]: Reshape to [-1, 8] gives [batch*seq, 8]; Shape -> Gather(0) -> Unsqueeze ->

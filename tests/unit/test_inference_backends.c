@@ -25,26 +25,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "inference_test_util.h"
 #include <xgboost/c_api.h>
 
 /* ---- fixtures ---- */
-
-typedef struct result {
-    int calls;
-    sl_infer_code_t code;
-    char msg[256];
-    sl_infer_response_t *resp;
-} result_t;
-
-static void on_done(sl_infer_request_t *req, sl_infer_response_t *resp, const sl_infer_error_t *err,
-                    void *arg) {
-    result_t *r = arg;
-    r->calls++;
-    r->resp = resp;
-    r->code = err ? err->code : SL_INFER_OK;
-    if (err) snprintf(r->msg, sizeof r->msg, "%s", err->msg);
-    sl_infer_request_free(req);
-}
 
 /* A model as the manager would hand it over: its config and the desc built from it. */
 typedef struct model {
@@ -52,14 +37,6 @@ typedef struct model {
     sluice_model_desc_t desc;
     const char *keys[4], *values[4];
 } model_t;
-
-static void tensor(sluice_tensor_desc_t *d, const char *name, sluice_dtype_t dt, uint32_t ndim,
-                   const int64_t *dims) {
-    d->name = name;
-    d->dtype = dt;
-    d->ndim = ndim;
-    if (ndim) memcpy(d->dims, dims, ndim * sizeof *dims);
-}
 
 static void model_init(model_t *m, const char *name, const char *path, uint32_t max_batch) {
     memset(m, 0, sizeof *m);
@@ -79,13 +56,13 @@ static void model_init(model_t *m, const char *name, const char *path, uint32_t 
 
 static void model_input(model_t *m, const char *name, sluice_dtype_t dt, uint32_t ndim,
                         const int64_t *dims) {
-    tensor(&m->cfg.inputs[m->cfg.n_inputs++], name, dt, ndim, dims);
+    set_tensor_desc(&m->cfg.inputs[m->cfg.n_inputs++], name, dt, ndim, dims);
     m->desc.n_inputs = m->cfg.n_inputs;
 }
 
 static void model_output(model_t *m, const char *name, sluice_dtype_t dt, uint32_t ndim,
                          const int64_t *dims) {
-    tensor(&m->cfg.outputs[m->cfg.n_outputs++], name, dt, ndim, dims);
+    set_tensor_desc(&m->cfg.outputs[m->cfg.n_outputs++], name, dt, ndim, dims);
     m->desc.n_outputs = m->cfg.n_outputs;
 }
 

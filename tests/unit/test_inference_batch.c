@@ -18,39 +18,13 @@
 
 #include <cmocka.h>
 
+#include "inference_test_util.h"
+
 /* ---- fixtures ---- */
-
-typedef struct result {
-    int calls;
-    sl_infer_code_t code;
-    char msg[256];
-    sl_infer_response_t *resp;
-    uint64_t t_start, t_end;
-} result_t;
-
-static void on_done(sl_infer_request_t *req, sl_infer_response_t *resp, const sl_infer_error_t *err,
-                    void *arg) {
-    result_t *r = arg;
-    r->calls++;
-    r->resp = resp;
-    r->code = err ? err->code : SL_INFER_OK;
-    if (err) snprintf(r->msg, sizeof r->msg, "%s", err->msg);
-    r->t_start = req->t_compute_start_ns;
-    r->t_end = req->t_compute_end_ns;
-    sl_infer_request_free(req);
-}
 
 static void result_clear(result_t *r) {
     sl_infer_response_free(r->resp);
     memset(r, 0, sizeof *r);
-}
-
-static void desc(sluice_tensor_desc_t *d, const char *name, sluice_dtype_t dt, uint32_t ndim,
-                 const int64_t *dims) {
-    d->name = name;
-    d->dtype = dt;
-    d->ndim = ndim;
-    if (ndim) memcpy(d->dims, dims, ndim * sizeof *dims);
 }
 
 /* Model "m": inputs a FP32 [3] and b INT64 [-1]; outputs y FP32 [3], s INT64 [1] and t BYTES
@@ -60,17 +34,17 @@ static void make_cfg(sl_model_config_t *cfg, bool batching) {
     cfg->name = (char *)"m";
     cfg->max_batch_size = batching ? 4 : 0;
     if (batching) {
-        desc(&cfg->inputs[0], "a", SLUICE_DT_FP32, 1, (int64_t[]){3});
-        desc(&cfg->inputs[1], "b", SLUICE_DT_INT64, 1, (int64_t[]){-1});
-        desc(&cfg->outputs[0], "y", SLUICE_DT_FP32, 1, (int64_t[]){3});
-        desc(&cfg->outputs[1], "s", SLUICE_DT_INT64, 1, (int64_t[]){1});
-        desc(&cfg->outputs[2], "t", SLUICE_DT_BYTES, 1, (int64_t[]){1});
+        set_tensor_desc(&cfg->inputs[0], "a", SLUICE_DT_FP32, 1, (int64_t[]){3});
+        set_tensor_desc(&cfg->inputs[1], "b", SLUICE_DT_INT64, 1, (int64_t[]){-1});
+        set_tensor_desc(&cfg->outputs[0], "y", SLUICE_DT_FP32, 1, (int64_t[]){3});
+        set_tensor_desc(&cfg->outputs[1], "s", SLUICE_DT_INT64, 1, (int64_t[]){1});
+        set_tensor_desc(&cfg->outputs[2], "t", SLUICE_DT_BYTES, 1, (int64_t[]){1});
     } else {
-        desc(&cfg->inputs[0], "a", SLUICE_DT_FP32, 2, (int64_t[]){-1, 3});
-        desc(&cfg->inputs[1], "b", SLUICE_DT_INT64, 1, (int64_t[]){-1});
-        desc(&cfg->outputs[0], "y", SLUICE_DT_FP32, 2, (int64_t[]){-1, 3});
-        desc(&cfg->outputs[1], "s", SLUICE_DT_INT64, 1, (int64_t[]){1});
-        desc(&cfg->outputs[2], "t", SLUICE_DT_BYTES, 1, (int64_t[]){1});
+        set_tensor_desc(&cfg->inputs[0], "a", SLUICE_DT_FP32, 2, (int64_t[]){-1, 3});
+        set_tensor_desc(&cfg->inputs[1], "b", SLUICE_DT_INT64, 1, (int64_t[]){-1});
+        set_tensor_desc(&cfg->outputs[0], "y", SLUICE_DT_FP32, 2, (int64_t[]){-1, 3});
+        set_tensor_desc(&cfg->outputs[1], "s", SLUICE_DT_INT64, 1, (int64_t[]){1});
+        set_tensor_desc(&cfg->outputs[2], "t", SLUICE_DT_BYTES, 1, (int64_t[]){1});
     }
     cfg->n_inputs = 2;
     cfg->n_outputs = 3;
@@ -269,8 +243,8 @@ static void test_validate_bytes(void **state) {
     sl_model_config_t cfg = {0};
     cfg.name = (char *)"txt";
     cfg.max_batch_size = 0;
-    desc(&cfg.inputs[0], "text", SLUICE_DT_BYTES, 1, (int64_t[]){-1});
-    desc(&cfg.outputs[0], "len", SLUICE_DT_INT32, 1, (int64_t[]){-1});
+    set_tensor_desc(&cfg.inputs[0], "text", SLUICE_DT_BYTES, 1, (int64_t[]){-1});
+    set_tensor_desc(&cfg.outputs[0], "len", SLUICE_DT_INT32, 1, (int64_t[]){-1});
     cfg.n_inputs = 1;
     cfg.n_outputs = 1;
     /* Two elements: "hi" and "". */

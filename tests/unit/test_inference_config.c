@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "inference_test_util.h"
+
 /* ---- helpers ---- */
 
 static sl_buf_t g_err;
@@ -458,48 +460,33 @@ static void test_manifest(void **state) {
 
 static char g_root[256];
 
-static void write_file(const char *rel, const char *content) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_root, rel);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
-
-static void mkdirf(const char *rel) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_root, rel);
-    assert_int_equal(mkdir(p, 0755), 0);
-}
-
 static void write_manifest(const char *ver, const char *artifact, const char *sha) {
     char rel[128], body[512];
     snprintf(rel, sizeof rel, "m/%s/manifest.json", ver);
     snprintf(body, sizeof body, "{\"artifact\":\"%s\",\"sha256\":\"%s\",\"semver\":\"%s\"}",
              artifact, sha, ver);
-    write_file(rel, body);
+    write_repo_file(g_root, rel, body);
 }
 
 static int repo_setup(void **state) {
     snprintf(g_root, sizeof g_root, "/tmp/sl_repo_test_XXXXXX");
     assert_non_null(mkdtemp(g_root));
-    mkdirf("m");
-    write_file("m/config.yaml", BASE IO);
+    make_repo_dir(g_root, "m");
+    write_repo_file(g_root, "m/config.yaml", BASE IO);
     const char *versions[] = {"1.0.0", "1.10.0", "1.2.0", "2.0.0-rc.1", "0.9.0"};
     for (size_t i = 0; i < 5; i++) {
         char rel[64];
         snprintf(rel, sizeof rel, "m/%s", versions[i]);
-        mkdirf(rel);
+        make_repo_dir(g_root, rel);
         snprintf(rel, sizeof rel, "m/%s/model.bin", versions[i]);
-        write_file(rel, "abc");
+        write_repo_file(g_root, rel, "abc");
         write_manifest(versions[i], "model.bin", SHA);
     }
-    mkdirf("m/notes");         /* not a version: ignored */
-    mkdirf(".hidden");         /* hidden: ignored */
-    mkdirf("bad name");        /* unusable name: skipped */
-    write_file("README", "x"); /* a file: ignored */
-    mkdirf("a_model");
+    make_repo_dir(g_root, "m/notes");       /* not a version: ignored */
+    make_repo_dir(g_root, ".hidden");       /* hidden: ignored */
+    make_repo_dir(g_root, "bad name");      /* unusable name: skipped */
+    write_repo_file(g_root, "README", "x"); /* a file: ignored */
+    make_repo_dir(g_root, "a_model");
     return 0;
 }
 
@@ -547,7 +534,8 @@ static void test_repo_listing_and_policies(void **state) {
     sl_repo_strv_free(sel);
     sl_model_config_free(&cfg);
 
-    write_file("m/config.yaml", BASE IO "version_policy: {specific: [1.2.0, 0.9.0, 3.0.0]}\n");
+    write_repo_file(g_root, "m/config.yaml",
+                    BASE IO "version_policy: {specific: [1.2.0, 0.9.0, 3.0.0]}\n");
     assert_int_equal(sl_repo_read_config(g_root, "m", &cfg, &g_err), 0);
     sl_buf_reset(&g_err);
     sel = sl_repo_select_versions(&cfg, avail, &g_err);
@@ -561,7 +549,7 @@ static void test_repo_listing_and_policies(void **state) {
     /* Config errors name the file relative to the repository's last component. */
     const char *base = strrchr(g_root, '/') + 1;
     char want[128];
-    write_file("m/config.yaml", BASE "bogus: 1\n" IO);
+    write_repo_file(g_root, "m/config.yaml", BASE "bogus: 1\n" IO);
     sl_buf_reset(&g_err);
     assert_int_equal(sl_repo_read_config(g_root, "m", &cfg, &g_err), SL_EINVAL);
     snprintf(want, sizeof want, "%s/m/config.yaml:2: unknown key 'bogus'", base);
@@ -570,7 +558,7 @@ static void test_repo_listing_and_policies(void **state) {
     sl_buf_reset(&g_err);
     assert_int_equal(sl_repo_read_config(g_root, "a_model", &cfg, &g_err), SL_EINVAL);
     assert_non_null(strstr(g_err.data, "a_model/config.yaml: file not found"));
-    write_file("m/config.yaml", BASE IO);
+    write_repo_file(g_root, "m/config.yaml", BASE IO);
 
     assert_true(sl_repo_name_ok("fraud-v2.x_1"));
     assert_false(sl_repo_name_ok(".."));
@@ -594,7 +582,7 @@ static void test_repo_manifest_and_sha(void **state) {
     assert_int_equal(sl_repo_verify_artifact(g_root, "m", "1.0.0", &m, artifact, &g_err), 0);
 
     /* A changed artifact is refused with both digests (abbreviated) and the repository path. */
-    write_file("m/1.0.0/model.bin", "abd");
+    write_repo_file(g_root, "m/1.0.0/model.bin", "abd");
     sl_buf_reset(&g_err);
     assert_int_equal(sl_repo_verify_artifact(g_root, "m", "1.0.0", &m, artifact, &g_err),
                      SL_EINVAL);
@@ -605,7 +593,7 @@ static void test_repo_manifest_and_sha(void **state) {
              strrchr(g_root, '/') + 1, SHA);
     assert_non_null(strstr(g_err.data, want));
     assert_null(strstr(g_err.data, g_root)); /* no absolute path */
-    write_file("m/1.0.0/model.bin", "abc");
+    write_repo_file(g_root, "m/1.0.0/model.bin", "abc");
     sl_manifest_free(&m);
     free(artifact);
 
@@ -622,8 +610,8 @@ static void test_repo_manifest_and_sha(void **state) {
 
     /* semver must equal the directory; the artifact must exist. */
     write_manifest("1.10.0", "model.bin", SHA);
-    write_file("m/1.10.0/manifest.json",
-               "{\"artifact\":\"model.bin\",\"sha256\":\"" SHA "\",\"semver\":\"1.1.0\"}");
+    write_repo_file(g_root, "m/1.10.0/manifest.json",
+                    "{\"artifact\":\"model.bin\",\"sha256\":\"" SHA "\",\"semver\":\"1.1.0\"}");
     sl_buf_reset(&g_err);
     assert_int_equal(sl_repo_read_manifest(g_root, "m", "1.10.0", &m, &artifact, &g_err),
                      SL_EINVAL);
@@ -649,15 +637,17 @@ static void test_repo_fingerprint(void **state) {
     assert_int_not_equal(all, 0);
     assert_int_equal(sl_repo_fingerprint(g_root, "m", NULL), all); /* stable */
     assert_int_equal(sl_repo_fingerprint(g_root, "gone", NULL), 0);
-    write_file("m/1.0.0/manifest.json", "{\"artifact\":\"model.bin\",\"sha256\":\"" SHA
-                                        "\",\"semver\":\"1.0.0\",\"metrics\":{}}");
+    write_repo_file(g_root, "m/1.0.0/manifest.json",
+                    "{\"artifact\":\"model.bin\",\"sha256\":\"" SHA
+                    "\",\"semver\":\"1.0.0\",\"metrics\":{}}");
     assert_int_not_equal(sl_repo_fingerprint(g_root, "m", "1.0.0"), v1);
     assert_int_equal(sl_repo_fingerprint(g_root, "m", "0.9.0"), v2);
     assert_int_not_equal(sl_repo_fingerprint(g_root, "m", NULL), all);
     uint64_t all2 = sl_repo_fingerprint(g_root, "m", NULL);
-    mkdirf("m/3.0.0"); /* a new version directory */
+    make_repo_dir(g_root, "m/3.0.0"); /* a new version directory */
     assert_int_not_equal(sl_repo_fingerprint(g_root, "m", NULL), all2);
-    write_file("m/config.yaml", BASE IO "max_batch_size: 0\n"); /* config touches every version */
+    write_repo_file(g_root, "m/config.yaml",
+                    BASE IO "max_batch_size: 0\n"); /* config touches every version */
     assert_int_not_equal(sl_repo_fingerprint(g_root, "m", "0.9.0"), v2);
 }
 

@@ -23,27 +23,14 @@
 
 #include <cmocka.h>
 
+#include "inference_test_util.h"
+
 #define DEADLINE_MS 20000
 
 static char g_root[256];
 static char g_backends[PATH_MAX + 16];
 
 /* ---- files ---- */
-
-static void write_file(const char *rel, const char *content) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_root, rel);
-    FILE *f = fopen(p, "w");
-    assert_non_null(f);
-    fputs(content, f);
-    fclose(f);
-}
-
-static void mkdirf(const char *rel) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", g_root, rel);
-    assert_int_equal(mkdir(p, 0755), 0);
-}
 
 static void rmrf(const char *rel) {
     char cmd[600];
@@ -56,16 +43,16 @@ static void rmrf(const char *rel) {
 static void add_version(const char *model, const char *ver, const char *content, bool good_sha) {
     char rel[256], path[512], hex[65], body[512];
     snprintf(rel, sizeof rel, "%s/%s", model, ver);
-    mkdirf(rel);
+    make_repo_dir(g_root, rel);
     snprintf(rel, sizeof rel, "%s/%s/model.bin", model, ver);
-    write_file(rel, content);
+    write_repo_file(g_root, rel, content);
     snprintf(path, sizeof path, "%s/%s", g_root, rel);
     assert_int_equal(sl_repo_sha256_file(path, hex), 0);
     if (!good_sha) hex[0] = hex[0] == '0' ? '1' : '0';
     snprintf(rel, sizeof rel, "%s/%s/manifest.json", model, ver);
     snprintf(body, sizeof body, "{\"artifact\":\"model.bin\",\"sha256\":\"%s\",\"semver\":\"%s\"}",
              hex, ver);
-    write_file(rel, body);
+    write_repo_file(g_root, rel, body);
 }
 
 static const char *simple_config(const char *extra) {
@@ -86,9 +73,9 @@ static const char *simple_config(const char *extra) {
 
 static void add_simple_model(const char *name, const char *extra) {
     char rel[256];
-    mkdirf(name);
+    make_repo_dir(g_root, name);
     snprintf(rel, sizeof rel, "%s/config.yaml", name);
-    write_file(rel, simple_config(extra));
+    write_repo_file(g_root, rel, simple_config(extra));
     add_version(name, "1.0.0", "v1", true);
 }
 
@@ -316,8 +303,8 @@ static void test_no_repository(void **state) {
 
 static void test_load_infer_and_errors(void **state) {
     add_simple_model("simple", "dynamic_batching: {max_queue_delay_us: 100}\n");
-    mkdirf("broken");
-    write_file("broken/config.yaml", "backend: simple\nmax_batch_size: nope\n");
+    make_repo_dir(g_root, "broken");
+    write_repo_file(g_root, "broken/config.yaml", "backend: simple\nmax_batch_size: nope\n");
     sl_mm_t *mm = new_mm(0);
 
     /* Before start: the broken config is already visible; nothing is ready. */
@@ -547,7 +534,8 @@ static void test_poll(void **state) {
     wait_serving(mm, "a", "1.0.1");
     add_simple_model("b", "");
     wait_serving(mm, "b", "1.0.0");
-    write_file("a/config.yaml", simple_config("version_policy: {specific: [1.0.0]}\n"));
+    write_repo_file(g_root, "a/config.yaml",
+                    simple_config("version_policy: {specific: [1.0.0]}\n"));
     wait_serving(mm, "a", "1.0.0");
     rmrf("b");
     uint64_t end = now_ms() + DEADLINE_MS;
@@ -555,7 +543,7 @@ static void test_poll(void **state) {
     while (infer_simple(mm, "b", NULL, 0, &w) != SL_INFER_NOT_FOUND)
         assert_true(now_ms() < end);
     /* A broken config does not take down what serves. */
-    write_file("a/config.yaml", "backend: simple\ninputs: 3\n");
+    write_repo_file(g_root, "a/config.yaml", "backend: simple\ninputs: 3\n");
     end = now_ms() + DEADLINE_MS;
     for (;;) {
         sl_mm_index_entry_t *e;
@@ -600,9 +588,9 @@ static void test_response_cache(void **state) {
 
 static void test_onnx_model_with_warmup(void **state) {
     /* The digits MLP, its artifact a symlink into examples/, warmed up three ways. */
-    mkdirf("digits");
-    mkdirf("digits/2.0.0");
-    mkdirf("digits/warm");
+    make_repo_dir(g_root, "digits");
+    make_repo_dir(g_root, "digits/2.0.0");
+    make_repo_dir(g_root, "digits/warm");
     char src[512], dst[512], hex[65], body[512];
     snprintf(src, sizeof src, "%s/examples/models/mlp_digits/model.onnx", SOURCE_DIR);
     snprintf(dst, sizeof dst, "%s/digits/2.0.0/model.onnx", g_root);
@@ -617,16 +605,17 @@ static void test_onnx_model_with_warmup(void **state) {
              "{\"artifact\":\"model.onnx\",\"sha256\":\"%s\",\"semver\":\"2.0.0\","
              "\"trained_at\":\"2024-01-01T00:00:00Z\",\"metrics\":{\"accuracy\":0.97}}",
              hex);
-    write_file("digits/2.0.0/manifest.json", body);
-    write_file("digits/config.yaml", "backend: onnx\n"
-                                     "max_batch_size: 16\n"
-                                     "inputs: [{name: pixels, datatype: FP32, dims: [64]}]\n"
-                                     "outputs: [{name: logits, datatype: FP32, dims: [10]}]\n"
-                                     "dynamic_batching: {preferred_batch_sizes: [16]}\n"
-                                     "warmup:\n"
-                                     "  - {name: zeros, batch_size: 4}\n"
-                                     "  - {name: noise, random: true, batch_size: 16}\n"
-                                     "  - {name: real, inputs: {pixels: warm/pixels.npy}}\n");
+    write_repo_file(g_root, "digits/2.0.0/manifest.json", body);
+    write_repo_file(g_root, "digits/config.yaml",
+                    "backend: onnx\n"
+                    "max_batch_size: 16\n"
+                    "inputs: [{name: pixels, datatype: FP32, dims: [64]}]\n"
+                    "outputs: [{name: logits, datatype: FP32, dims: [10]}]\n"
+                    "dynamic_batching: {preferred_batch_sizes: [16]}\n"
+                    "warmup:\n"
+                    "  - {name: zeros, batch_size: 4}\n"
+                    "  - {name: noise, random: true, batch_size: 16}\n"
+                    "  - {name: real, inputs: {pixels: warm/pixels.npy}}\n");
     sl_mm_t *mm = new_mm(0);
     sl_mm_start(mm);
     wait_serving(mm, "digits", "2.0.0");
@@ -674,10 +663,11 @@ static void test_onnx_model_with_warmup(void **state) {
     sl_tensor_t t = {.dtype = SL_DT_FLOAT, .ndim = 2, .dims = {2, 8}, .data = bad};
     snprintf(dst, sizeof dst, "%s/digits/warm/bad.npy", g_root);
     assert_int_equal(sl_npy_write_file(dst, &t, &ee), SL_ENG_OK);
-    write_file("digits/config.yaml", "backend: onnx\nmax_batch_size: 16\n"
-                                     "inputs: [{name: pixels, datatype: FP32, dims: [64]}]\n"
-                                     "outputs: [{name: logits, datatype: FP32, dims: [10]}]\n"
-                                     "warmup: [{name: real, inputs: {pixels: warm/bad.npy}}]\n");
+    write_repo_file(g_root, "digits/config.yaml",
+                    "backend: onnx\nmax_batch_size: 16\n"
+                    "inputs: [{name: pixels, datatype: FP32, dims: [64]}]\n"
+                    "outputs: [{name: logits, datatype: FP32, dims: [10]}]\n"
+                    "warmup: [{name: real, inputs: {pixels: warm/bad.npy}}]\n");
     mm = new_mm(0);
     char msg[512];
     sl_mm_start(mm);

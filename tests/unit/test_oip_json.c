@@ -3,6 +3,7 @@
  * a client can get from the parser. */
 #include "inference/oip_json.h"
 
+#include "../fuzz/oip_fuzz.h"
 #include "core/json.h"
 
 #include <stdarg.h>
@@ -67,30 +68,13 @@ static void expect_error(const char *json, const char *want) {
     expect_error_bin(json, NULL, 0, false, want);
 }
 
-/* Builds a response whose outputs are the request's inputs (named out_<input>), writes it and
+/* Builds a response whose outputs are the request's inputs (same names), writes it and
  * parses the JSON part. */
 static cJSON *echo_response(const sl_infer_request_t *req, sl_buf_t *out, size_t *header_len) {
     const char *names[16];
-    char bufs[16][64];
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < req->n_inputs; i++) {
-        snprintf(bufs[i], sizeof bufs[i], "%s", req->inputs[i].name);
-        names[i] = bufs[i];
-        bytes += (req->inputs[i].byte_size + 15) & ~(uint64_t)15;
-    }
-    sl_infer_response_t *resp = sl_infer_response_new("m", "1.0.0", req->n_inputs, names, bytes);
-    uint8_t *d = sl_infer_response_data(resp);
-    for (size_t i = 0; i < req->n_inputs; i++) {
-        const sl_infer_input_t *in = &req->inputs[i];
-        sl_infer_output_t *o = &resp->outputs[i];
-        o->dtype = in->dtype;
-        o->ndim = in->ndim;
-        memcpy(o->dims, in->dims, sizeof o->dims);
-        o->byte_size = in->byte_size;
-        o->data = d;
-        if (in->byte_size) memcpy(d, in->data, in->byte_size);
-        d += (in->byte_size + 15) & ~(uint64_t)15;
-    }
+    for (size_t i = 0; i < req->n_inputs; i++)
+        names[i] = req->inputs[i].name;
+    sl_infer_response_t *resp = oip_echo_response(req, names);
     sl_oip_json_write_response(req, resp, out, header_len);
     sl_infer_response_free(resp);
     cJSON *root = NULL;
@@ -471,6 +455,12 @@ static void test_structure_errors(void **state) {
 }
 
 static void test_data_errors(void **state) {
+    /* Found by fuzzing: a huge declared shape with small nested data must be refused before
+     * anything is allocated for it. */
+    expect_error("{\"inputs\":[{\"name\":\"x\",\"datatype\":\"UINT16\","
+                 "\"shape\":[890397518,2,2],\"data\":[[[1,2],[3,4]],[[5,8]]]}]}",
+                 "input 'x': nested data does not match shape [890397518,2,2] (dimension 0 has 2 "
+                 "entries, expected 890397518)");
     expect_error(
         "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[2,2],\"data\":[1,2,3]}]}",
         "input 'x': data has 3 elements, shape [2,2] needs 4");
