@@ -304,28 +304,31 @@ def sluice_config(d, io_threads=None, components=("gateway", "inference")):
     return path, ports
 
 
-def start_sluice(d, io_threads, target, components, cpus=None):
+def start_sluice(d, io_threads, target, components, cpus=None, extra_args=()):
     """Starts `sluice serve` on free loopback ports and waits until /livez answers on each HTTP
     port. Returns (Popen, ports). The config gets a directory of its own (d/sluice-config):
     Sluice watches that directory for reloads, and client logs written beside it would wake
-    the server during a measurement."""
+    the server during a measurement. extra_args are appended to the command line (e.g.
+    ["--model-repository", DIR])."""
     cdir = os.path.join(d, "sluice-config")
     os.makedirs(cdir, exist_ok=True)
     cfg, ports = sluice_config(cdir, io_threads, components)
-    p = spawn([sluice_bin(), "serve", "--config", cfg, "--target", target], "sluice", cpus,
-              os.path.join(d, "sluice.log"))
+    p = spawn([sluice_bin(), "serve", "--config", cfg, "--target", target] + list(extra_args),
+              "sluice", cpus, os.path.join(d, "sluice.log"))
     for (comp, kind), port in ports.items():
         if kind == "http":
             wait_http(port, "/livez", p, what=f"sluice {comp}")
     return p, ports
 
 
-def nginx_config(d, workers, port):
-    """Writes d/nginx.conf from bench/http/nginx.conf.in. Returns its path."""
-    with open(os.path.join(BENCH_DIR, "http", "nginx.conf.in")) as f:
+def nginx_config(d, workers, port, template=None, subst=None):
+    """Writes d/nginx.conf from a template (default bench/http/nginx.conf.in) with @WORKERS@,
+    @PORT@, @PREFIX@, @HOST@ and the extra {"@KEY@": value} pairs of subst filled in. Returns
+    its path."""
+    with open(template or os.path.join(BENCH_DIR, "http", "nginx.conf.in")) as f:
         text = f.read()
-    for k, v in {"@WORKERS@": str(workers), "@PORT@": str(port), "@PREFIX@": d,
-                 "@HOST@": HOST}.items():
+    for k, v in dict({"@WORKERS@": str(workers), "@PORT@": str(port), "@PREFIX@": d,
+                      "@HOST@": HOST}, **(subst or {})).items():
         text = text.replace(k, v)
     path = os.path.join(d, "nginx.conf")
     with open(path, "w") as f:
@@ -334,11 +337,12 @@ def nginx_config(d, workers, port):
     return path
 
 
-def start_nginx(d, workers, cpus=None):
+def start_nginx(d, workers, cpus=None, template=None, subst=None):
     """Starts nginx in the foreground (master + `workers` workers) on a free loopback port and
-    waits until it answers. Returns (Popen, port)."""
+    waits until GET /livez answers (a template must keep that location; see nginx_config for
+    template and subst). Returns (Popen, port)."""
     port = free_port()
-    conf = nginx_config(d, workers, port)
+    conf = nginx_config(d, workers, port, template, subst)
     p = spawn([nginx_bin(), "-p", d, "-c", conf, "-e", os.path.join(d, "logs", "error.log"),
                "-g", "daemon off; master_process on;"], "nginx", cpus,
               os.path.join(d, "nginx.out"))
@@ -367,7 +371,9 @@ def parse_wrk(out):
     r["rps"] = float(m.group(1))
     m = re.search(r"^\s+Latency\s+(\S+)", out, re.M)
     r["mean"] = _ms(m.group(1)) if m else float("nan")
-    for pct in ("50", "99"):
+    # wrk --latency prints 50/75/90/99%; a 95% line appears only when a script's done() prints
+    # one in the same format (bench/inference/post_infer.lua does).
+    for pct in ("50", "95", "99"):
         m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
         r[f"p{pct}"] = _ms(m.group(1)) if m else float("nan")
     m = re.search(r"(\d+) requests in", out)
