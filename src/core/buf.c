@@ -127,3 +127,33 @@ void sl_buf_free(sl_buf_t *b) {
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+char *sl_fmt_u64(char *p, uint64_t v) {
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+char *sl_fmt_i64(char *p, int64_t v) {
+    if (v < 0) {
+        *p++ = '-';
+        return sl_fmt_u64(p, (uint64_t)0 - (uint64_t)v);
+    }
+    return sl_fmt_u64(p, (uint64_t)v);
+}
+
+void sl_buf_put_u64(sl_buf_t *b, uint64_t v) {
+    char tmp[20];
+    sl_buf_append(b, tmp, (size_t)(sl_fmt_u64(tmp, v) - tmp));
+}
+
+void sl_buf_put_i64(sl_buf_t *b, int64_t v) {
+    char tmp[21];
+    sl_buf_append(b, tmp, (size_t)(sl_fmt_i64(tmp, v) - tmp));
+}

@@ -85,7 +85,7 @@ typedef struct http_conn {
     bool close_after_write; /* close once everything queued is written */
     bool draining;
     bool reading;
-    bool orphaned; /* the handle closed while a handler still held the request */
+    bool orphaned;       /* the handle closed while a handler still held the request */
     uint8_t open_timers; /* timers still closing in http_conn_free */
 } http_conn_t;
 
@@ -326,10 +326,12 @@ static void conn_flush(http_conn_t *c) {
 static void emit_head(http_conn_t *c, int status, const char *content_type, size_t len,
                       const sl_buf_t *extra, bool close, size_t body_hint) {
     sl_buf_t *b = &c->out[c->out_fill];
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, sl_http_reason(status));
     sl_buf_reserve(b, 160 + (extra ? extra->len : 0) + body_hint);
-    sl_buf_append(b, line, (size_t)n);
+    sl_buf_puts(b, "HTTP/1.1 ");
+    sl_buf_put_u64(b, (uint64_t)status);
+    sl_buf_putc(b, ' ');
+    sl_buf_puts(b, sl_http_reason(status));
+    sl_buf_puts(b, "\r\n");
     sl_buf_puts(b, "Server: sluice\r\n");
     sl_buf_puts(b, date_header());
     if (content_type && len > 0) {
@@ -338,8 +340,9 @@ static void emit_head(http_conn_t *c, int status, const char *content_type, size
         sl_buf_puts(b, "\r\n");
     }
     if (status != 204) {
-        n = snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
-        sl_buf_append(b, line, (size_t)n);
+        sl_buf_puts(b, "Content-Length: ");
+        sl_buf_put_u64(b, len);
+        sl_buf_puts(b, "\r\n");
     }
     if (close) sl_buf_puts(b, "Connection: close\r\n");
     if (extra && extra->len) sl_buf_append(b, extra->data, extra->len);
@@ -683,9 +686,12 @@ static void start_span(http_conn_t *c) {
         if (ts.ptr) sl_tracestate_parse(ts, &parent);
         pp = &parent;
     }
-    char name[96];
-    snprintf(name, sizeof name, "%.*s %s", (int)c->req.method.len, c->req.method.ptr,
-             c->route ? c->route->path : "unmatched");
+    /* The span's name is only kept when a tracer records spans: format it only then. */
+    char name[96] = "";
+    if (c->srv->tracer) {
+        snprintf(name, sizeof name, "%.*s %s", (int)c->req.method.len, c->req.method.ptr,
+                 c->route ? c->route->path : "unmatched");
+    }
     c->span = sl_span_start(c->srv->tracer, name, SL_SPAN_SERVER, pp);
     if (sl_span_sampled(c->span)) {
         char tmp[256];

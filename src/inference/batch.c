@@ -126,14 +126,18 @@ static sl_infer_code_t check_input(const sl_model_config_t *cfg, const sluice_te
         return sl_infer_error_set(err, SL_INFER_INVALID, "input '%s': expected datatype %s, got %s",
                                   d->name, sl_dtype_to_name(d->dtype), sl_dtype_to_name(in->dtype));
     }
-    fmt_dims(want, sizeof want, batching, d->dims, d->ndim);
-    fmt_dims(got, sizeof got, false, in->dims, in->ndim <= SLUICE_MAX_DIMS ? in->ndim : 0);
+    /* The shapes are formatted only for an error message (never on the hot path). */
+#define SHAPES()                                                                                   \
+    (fmt_dims(want, sizeof want, batching, d->dims, d->ndim),                                      \
+     fmt_dims(got, sizeof got, false, in->dims, in->ndim <= SLUICE_MAX_DIMS ? in->ndim : 0))
     if (in->ndim != d->ndim + off) {
+        SHAPES();
         return sl_infer_error_set(err, SL_INFER_INVALID, "input '%s': expected shape %s, got %s",
                                   d->name, want, got);
     }
     for (uint32_t k = 0; k < in->ndim; k++) {
         if (in->dims[k] < 0) {
+            SHAPES();
             return sl_infer_error_set(err, SL_INFER_INVALID,
                                       "input '%s': dimension %u of shape %s is negative", d->name,
                                       k, got);
@@ -157,18 +161,21 @@ static sl_infer_code_t check_input(const sl_model_config_t *cfg, const sluice_te
     }
     for (uint32_t k = 0; k < d->ndim; k++) {
         if (d->dims[k] >= 0 && in->dims[k + off] != d->dims[k]) {
+            SHAPES();
             return sl_infer_error_set(err, SL_INFER_INVALID,
                                       "input '%s': expected shape %s, got %s", d->name, want, got);
         }
     }
     int64_t numel = sl_dims_numel(in->dims, in->ndim);
     if (numel < 0) {
+        SHAPES();
         return sl_infer_error_set(err, SL_INFER_INVALID, "input '%s': shape %s is too large",
                                   d->name, got);
     }
     if (in->dtype == SLUICE_DT_BYTES) {
         char why[128];
         if (!check_bytes(in->data, in->data ? in->byte_size : 0, numel, why, sizeof why)) {
+            SHAPES();
             return sl_infer_error_set(err, SL_INFER_INVALID,
                                       "input '%s': BYTES data (%llu bytes for shape %s) %s",
                                       d->name, (unsigned long long)in->byte_size, got, why);
@@ -177,16 +184,19 @@ static sl_infer_code_t check_input(const sl_model_config_t *cfg, const sluice_te
     }
     size_t esz = sluice_dtype_size(in->dtype);
     if (esz == 0 || (uint64_t)numel > UINT64_MAX / esz) {
+        SHAPES();
         return sl_infer_error_set(err, SL_INFER_INVALID, "input '%s': shape %s is too large",
                                   d->name, got);
     }
     uint64_t bytes = (uint64_t)numel * esz;
     if (in->byte_size != bytes || (bytes && !in->data)) {
+        SHAPES();
         return sl_infer_error_set(err, SL_INFER_INVALID,
                                   "input '%s': shape %s of %s needs %llu bytes, got %llu", d->name,
                                   got, sl_dtype_to_name(in->dtype), (unsigned long long)bytes,
                                   (unsigned long long)in->byte_size);
     }
+#undef SHAPES
     return SL_INFER_OK;
 }
 
@@ -430,9 +440,11 @@ static sluice_status_t *host_output_alloc(sluice_batch_t *b, size_t i, sluice_dt
             "output '%s': the model produced datatype %s, its config declares %s", d->name,
             sl_dtype_to_name(dtype), sl_dtype_to_name(d->dtype));
     }
+    /* The shapes are formatted only for an error message (never on the hot path). */
     char want[200], got[200];
-    fmt_dims(want, sizeof want, batching, d->dims, d->ndim);
-    fmt_dims(got, sizeof got, false, dims, ndim <= SLUICE_MAX_DIMS ? ndim : 0);
+#define OUT_SHAPES()                                                                               \
+    (fmt_dims(want, sizeof want, batching, d->dims, d->ndim),                                      \
+     fmt_dims(got, sizeof got, false, dims, ndim <= SLUICE_MAX_DIMS ? ndim : 0))
     bool ok = ndim == d->ndim + off && ndim <= SLUICE_MAX_DIMS;
     for (uint32_t k = 0; ok && k < ndim; k++) {
         if (dims[k] < 0) ok = false;
@@ -442,6 +454,7 @@ static sluice_status_t *host_output_alloc(sluice_batch_t *b, size_t i, sluice_dt
         if (d->dims[k] >= 0 && dims[k + off] != d->dims[k]) ok = false;
     }
     if (!ok) {
+        OUT_SHAPES();
         return host_status_new(SLUICE_STATUS_INVALID_ARGUMENT,
                                "output '%s': the model produced shape %s for a batch of %llu, its "
                                "config declares %s",
@@ -457,16 +470,19 @@ static sluice_status_t *host_output_alloc(sluice_batch_t *b, size_t i, sluice_dt
             bytes = (uint64_t)numel * esz;
         }
         if (byte_size != 0 && byte_size != bytes && bytes <= MAX_OUTPUT_BYTES) {
+            OUT_SHAPES();
             return host_status_new(
                 SLUICE_STATUS_INTERNAL, "output '%s': byte_size %llu contradicts shape %s of %s",
                 d->name, (unsigned long long)byte_size, got, sl_dtype_to_name(dtype));
         }
     } else if (numel < 0 || bytes < 4 * (uint64_t)numel) {
+        OUT_SHAPES();
         return host_status_new(SLUICE_STATUS_INTERNAL,
                                "output '%s': %llu bytes cannot hold %s BYTES elements", d->name,
                                (unsigned long long)bytes, got);
     }
     if (bytes > MAX_OUTPUT_BYTES) {
+        OUT_SHAPES();
         return host_status_new(SLUICE_STATUS_INVALID_ARGUMENT,
                                "output '%s': shape %s exceeds the %llu-byte output limit", d->name,
                                got, (unsigned long long)MAX_OUTPUT_BYTES);
@@ -481,6 +497,7 @@ static sluice_status_t *host_output_alloc(sluice_batch_t *b, size_t i, sluice_dt
     s->byte_size = bytes;
     *data = s->data;
     return NULL;
+#undef OUT_SHAPES
 }
 
 static void host_log(int level, const char *msg) {

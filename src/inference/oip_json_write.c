@@ -14,26 +14,6 @@
 #error "the OIP codec copies tensors in host order, which must be little-endian"
 #endif
 
-static char *put_u64(char *p, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_i64(char *p, int64_t v) {
-    if (v < 0) {
-        *p++ = '-';
-        return put_u64(p, (uint64_t)0 - (uint64_t)v);
-    }
-    return put_u64(p, (uint64_t)v);
-}
-
 /* Non-finite values have no JSON spelling: they are written as null (numpy reads None in a
  * float array as nan). */
 static char *put_double(char *p, double v, bool fp32) {
@@ -118,45 +98,45 @@ static void write_data(const sl_infer_output_t *o, sl_buf_t *out) {
             w += *p ? 4 : 5;
             break;
         case SLUICE_DT_UINT8:
-            w = put_u64(w, *p);
+            w = sl_fmt_u64(w, *p);
             break;
         case SLUICE_DT_INT8:
-            w = put_i64(w, (int8_t)*p);
+            w = sl_fmt_i64(w, (int8_t)*p);
             break;
         case SLUICE_DT_UINT16: {
             uint16_t v;
             memcpy(&v, p, 2);
-            w = put_u64(w, v);
+            w = sl_fmt_u64(w, v);
             break;
         }
         case SLUICE_DT_INT16: {
             int16_t v;
             memcpy(&v, p, 2);
-            w = put_i64(w, v);
+            w = sl_fmt_i64(w, v);
             break;
         }
         case SLUICE_DT_UINT32: {
             uint32_t v;
             memcpy(&v, p, 4);
-            w = put_u64(w, v);
+            w = sl_fmt_u64(w, v);
             break;
         }
         case SLUICE_DT_INT32: {
             int32_t v;
             memcpy(&v, p, 4);
-            w = put_i64(w, v);
+            w = sl_fmt_i64(w, v);
             break;
         }
         case SLUICE_DT_UINT64: {
             uint64_t v;
             memcpy(&v, p, 8);
-            w = put_u64(w, v);
+            w = sl_fmt_u64(w, v);
             break;
         }
         case SLUICE_DT_INT64: {
             int64_t v;
             memcpy(&v, p, 8);
-            w = put_i64(w, v);
+            w = sl_fmt_i64(w, v);
             break;
         }
         case SLUICE_DT_FP16: {
@@ -226,14 +206,18 @@ void sl_oip_json_write_response(const sl_infer_request_t *req, const sl_infer_re
         const sl_infer_output_t *o = &resp->outputs[i];
         sl_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
         put_str(out, o->name);
-        sl_buf_printf(out, ",\"datatype\":\"%s\",\"shape\":[", sl_dtype_to_name(o->dtype));
+        sl_buf_puts(out, ",\"datatype\":\"");
+        sl_buf_puts(out, sl_dtype_to_name(o->dtype));
+        sl_buf_puts(out, "\",\"shape\":[");
         for (uint32_t d = 0; d < o->ndim; d++) {
-            sl_buf_printf(out, d ? ",%" PRId64 : "%" PRId64, o->dims[d]);
+            if (d) sl_buf_putc(out, ',');
+            sl_buf_put_i64(out, o->dims[d]);
         }
         if (output_binary(req, o)) {
             any_binary = true;
-            sl_buf_printf(out, "],\"parameters\":{\"binary_data_size\":%" PRIu64 "}}",
-                          o->byte_size);
+            sl_buf_puts(out, "],\"parameters\":{\"binary_data_size\":");
+            sl_buf_put_u64(out, o->byte_size);
+            sl_buf_puts(out, "}}");
         } else {
             sl_buf_puts(out, "],\"data\":[");
             write_data(o, out);

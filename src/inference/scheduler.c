@@ -19,6 +19,18 @@
  * which is served only after every level's unexpired requests. When some policy has timeouts,
  * a timer thread expires requests even while every instance is busy, so a 504 is prompt.
  *
+ * Threads: an instance thread waits only when it has nothing to do; a submit wakes one only
+ * when one is idle (or is waiting out the batching delay and the queue just filled a batch),
+ * after releasing the mutex, so the woken thread never blocks on it at once.
+ *
+ * Inline execution: without dynamic batching, a request submitted from an I/O thread runs on
+ * that thread when an instance is idle, nothing is queued, and the model's recent executions
+ * took under SL_SCHED_INLINE_MAX_NS each. Handing a request to an instance thread and its answer
+ * back costs two context switches (measured: about a third of a small model's request time), more
+ * than such a model's execution; a slower model never runs on an I/O thread, so it cannot stall
+ * the other connections of that loop. The answer still reaches the front end through its loop,
+ * after the submit returns.
+ *
  * Statistics: this file records queue time (per request, when its batch is formed), executions
  * (batch size, requests, compute time) and the queue-depth gauge. A request's total time and
  * its success or failure are recorded by the caller when the request completes (the manager
@@ -55,8 +67,12 @@ typedef struct instance {
     uint32_t index;
     pthread_t thread;
     bool started;
+    bool busy; /* executing (on its thread, or inline on an I/O thread); mutex held to change */
     sl_infer_request_t **reqs; /* the batch being formed (capacity max_batch) */
 } instance_t;
+
+/* Executions shorter than this (exponentially weighted mean) may run inline on an I/O thread. */
+#define SL_SCHED_INLINE_MAX_NS 50000u
 
 struct sl_sched {
     const char *name, *version;
@@ -80,6 +96,10 @@ struct sl_sched {
     uint64_t next_deadline_ns; /* lower bound of queued deadlines, UINT64_MAX: none */
     node_t *free_nodes;
     bool stopping;
+    uint32_t idle;         /* instance threads waiting with nothing to do */
+    uint32_t delaying;     /* instance threads waiting out max_queue_delay */
+    uint64_t queued_items; /* sum of the queued requests' batch sizes */
+    uint64_t compute_ns;   /* weighted mean execution time; 0 until the first one */
 
     instance_t *inst;
     uint32_t n_inst;
@@ -203,6 +223,7 @@ static void expire(sl_sched_t *s, uint64_t now, node_t **rejected) {
                     q_push(&s->delayed[l], n);
                 } else {
                     s->queued--;
+                    s->queued_items -= n->size;
                     sl_model_stats_queue_add(s->stats, -1);
                     n->next = *rejected;
                     *rejected = n;
@@ -306,6 +327,7 @@ static uint64_t take_batch(sl_sched_t *s, instance_t *inst, uint32_t count, uint
         SL_ASSERT(n);
         q_remove(cursor_queue(s, &c), n);
         s->queued--;
+        s->queued_items -= n->size;
         items += n->size;
         inst->reqs[i] = n->req;
         sl_model_stats_queue_add(s->stats, -1);
@@ -328,6 +350,9 @@ static void execute(sl_sched_t *s, instance_t *inst, uint32_t n, uint64_t items)
     /* Recorded before the answers go out, so that a client that got its answer and then reads
      * the statistics finds its execution counted. */
     if (st == NULL) sl_model_stats_execution(s->stats, (uint32_t)items, n, t1 - t0);
+    uint64_t mean = __atomic_load_n(&s->compute_ns, __ATOMIC_RELAXED);
+    mean = mean ? (mean * 7 + (t1 - t0)) / 8 : t1 - t0;
+    __atomic_store_n(&s->compute_ns, mean, __ATOMIC_RELAXED);
     sl_batch_finish(b, st);
     sl_batch_free(b);
 }
@@ -347,19 +372,26 @@ static void *instance_main(void *arg) {
             continue;
         }
         uint64_t wake = UINT64_MAX;
-        uint32_t count = form_batch(s, now, &wake);
+        /* An instance claimed by an inline execution takes nothing until it is back. */
+        uint32_t count = inst->busy ? 0 : form_batch(s, now, &wake);
         if (count == 0) {
-            if (s->stopping && s->queued == 0) break;
+            if (s->stopping && s->queued == 0 && !inst->busy) break;
             /* Deadlines are the timer thread's: no need to wake every instance for them. */
+            uint32_t *waiting = wake == UINT64_MAX ? &s->idle : &s->delaying;
+            (*waiting)++;
             wait_until(&s->work, &s->mu, wake);
+            (*waiting)--;
             continue;
         }
         uint64_t items = take_batch(s, inst, count, now);
+        inst->busy = true;
         /* Another idle instance may serve what is left. */
-        if (s->queued > 0) pthread_cond_signal(&s->work);
+        bool more = s->queued > 0 && s->idle > 0;
         pthread_mutex_unlock(&s->mu);
+        if (more) pthread_cond_signal(&s->work);
         execute(s, inst, count, items);
         pthread_mutex_lock(&s->mu);
+        inst->busy = false;
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -463,6 +495,36 @@ sl_sched_t *sl_sched_new(const sl_sched_cfg_t *c, char *err, size_t err_len) {
     return s;
 }
 
+/* An idle instance a request may run on inline (mutex held), or NULL: see the file comment. */
+static instance_t *inline_instance(sl_sched_t *s) {
+    if (s->batching || s->queued > 0 || s->stopping || !sl_loop_current()) return NULL;
+    uint64_t mean = __atomic_load_n(&s->compute_ns, __ATOMIC_RELAXED);
+    if (mean == 0 || mean >= SL_SCHED_INLINE_MAX_NS) return NULL;
+    for (uint32_t i = 0; i < s->n_inst; i++) {
+        if (!s->inst[i].busy) return &s->inst[i];
+    }
+    return NULL;
+}
+
+/* Executes req on inst (claimed: busy) on the calling I/O thread, then gives inst back. */
+static void run_inline(sl_sched_t *s, instance_t *inst, sl_infer_request_t *req) {
+    uint64_t now = sl_now_ns();
+    req->t_queued_ns = now;
+    sl_model_stats_queued(s->stats, 0);
+    sl_infer_request_t *reqs[1] = {req};
+    sl_infer_request_t **saved = inst->reqs;
+    inst->reqs = reqs;
+    uint64_t items = sl_batch_request_size(s->cfg, req);
+    execute(s, inst, 1, items ? items : 1);
+    inst->reqs = saved;
+    pthread_mutex_lock(&s->mu);
+    inst->busy = false;
+    /* Requests may have queued meanwhile for this instance's thread. */
+    bool wake = s->queued > 0;
+    pthread_mutex_unlock(&s->mu);
+    if (wake) pthread_cond_broadcast(&s->work);
+}
+
 void sl_sched_submit(sl_sched_t *s, sl_infer_request_t *req) {
     sl_infer_error_t err;
     uint32_t level = req->priority;
@@ -488,6 +550,13 @@ void sl_sched_submit(sl_sched_t *s, sl_infer_request_t *req) {
         sl_infer_request_complete(req, NULL, &err);
         return;
     }
+    instance_t *inl = inline_instance(s);
+    if (inl) {
+        inl->busy = true;
+        pthread_mutex_unlock(&s->mu);
+        run_inline(s, inl, req);
+        return;
+    }
     node_t *n = s->free_nodes;
     if (n)
         s->free_nodes = n->next;
@@ -504,13 +573,18 @@ void sl_sched_submit(sl_sched_t *s, sl_infer_request_t *req) {
     n->deadline_ns = timeout_us ? now + us_to_ns(timeout_us) : 0;
     q_push(&s->queues[level], n);
     s->queued++;
+    s->queued_items += size;
     sl_model_stats_queue_add(s->stats, 1);
     if (n->deadline_ns && n->deadline_ns < s->next_deadline_ns) {
         s->next_deadline_ns = n->deadline_ns;
         pthread_cond_signal(&s->timer);
     }
-    pthread_cond_signal(&s->work);
+    /* Wake an idle thread; one waiting out the delay only when a batch may now be complete
+     * (it wakes on its own when the delay ends). Busy threads look at the queue when done. */
+    bool wake = s->idle > 0 || (s->delaying > 0 &&
+                                (s->queued_items >= s->max_batch || s->cfg->batching.n_preferred));
     pthread_mutex_unlock(&s->mu);
+    if (wake) pthread_cond_signal(&s->work);
 }
 
 uint32_t sl_sched_queue_depth(sl_sched_t *s) {
