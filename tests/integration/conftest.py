@@ -27,11 +27,20 @@ COMPONENT_PORTS = {
 }
 
 
+_given_ports = set()
+
+
 def free_port():
-    """A loopback port that is free right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that is free right now (the kernel picks it) and that this process has
+    not handed out before: the kernel may pick a just-released port again, and two components
+    of one config given the same port made a test fail once."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_until(pred, timeout, what, interval=0.02):
