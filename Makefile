@@ -58,6 +58,7 @@ bench: build
 	@scripts/install-deps --bench
 	@bench/run
 	@bench/engine/run --write
+	@bench/inference/run --write
 
 # Retrains the example models (needs python3-torch and python3-sklearn; tests never do).
 models:
