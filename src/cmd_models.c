@@ -118,13 +118,20 @@ static int cmd_control(const char *base, const char *verb, const char *name) {
 
 static const char *oip_datatype(sl_dtype_t t) {
     switch (t) {
-    case SL_DT_FLOAT: return "FP32";
-    case SL_DT_DOUBLE: return "FP64";
-    case SL_DT_INT64: return "INT64";
-    case SL_DT_INT32: return "INT32";
-    case SL_DT_BOOL: return "BOOL";
-    case SL_DT_UINT8: return "UINT8";
-    default: return NULL;
+    case SL_DT_FLOAT:
+        return "FP32";
+    case SL_DT_DOUBLE:
+        return "FP64";
+    case SL_DT_INT64:
+        return "INT64";
+    case SL_DT_INT32:
+        return "INT32";
+    case SL_DT_BOOL:
+        return "BOOL";
+    case SL_DT_UINT8:
+        return "UINT8";
+    default:
+        return NULL;
     }
 }
 

@@ -119,8 +119,8 @@ typedef struct sluice_instance_desc {
     uint32_t struct_size;
     uint32_t index; /* 0 .. count-1 within the model */
     sluice_device_kind_t device;
-    int32_t device_id;     /* GPU ordinal; 0 for CPU */
-    uint32_t threads;      /* intra-op threads the instance may use (>= 1) */
+    int32_t device_id; /* GPU ordinal; 0 for CPU */
+    uint32_t threads;  /* intra-op threads the instance may use (>= 1) */
     void *reserved[8];
 } sluice_instance_desc_t;
 
@@ -200,18 +200,23 @@ static inline size_t sluice_dtype_size(sluice_dtype_t t) {
     switch (t) {
     case SLUICE_DT_BOOL:
     case SLUICE_DT_UINT8:
-    case SLUICE_DT_INT8: return 1;
+    case SLUICE_DT_INT8:
+        return 1;
     case SLUICE_DT_UINT16:
     case SLUICE_DT_INT16:
     case SLUICE_DT_FP16:
-    case SLUICE_DT_BF16: return 2;
+    case SLUICE_DT_BF16:
+        return 2;
     case SLUICE_DT_UINT32:
     case SLUICE_DT_INT32:
-    case SLUICE_DT_FP32: return 4;
+    case SLUICE_DT_FP32:
+        return 4;
     case SLUICE_DT_UINT64:
     case SLUICE_DT_INT64:
-    case SLUICE_DT_FP64: return 8;
-    default: return 0;
+    case SLUICE_DT_FP64:
+        return 8;
+    default:
+        return 0;
     }
 }
 

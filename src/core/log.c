@@ -171,7 +171,8 @@ void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
             if (!isfinite(f->v.d)) {
                 sl_buf_printf(b, "\"%g\"", f->v.d);
             } else {
-                sl_buf_printf(b, "%.15g", f->v.d); /* 15 digits: 23.704371, not 23.704370999999998 */
+                sl_buf_printf(b, "%.15g",
+                              f->v.d); /* 15 digits: 23.704371, not 23.704370999999998 */
             }
             break;
         case SL_LF_BOOL:

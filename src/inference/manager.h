@@ -73,13 +73,12 @@ typedef void (*sl_mm_control_cb)(int status, const char *message, void *arg);
  * selects; serving versions keep serving until the new ones are READY. */
 void sl_mm_load(sl_mm_t *mm, const char *name, sl_loop_t *loop, sl_mm_control_cb cb, void *arg);
 /* Unloads every version of name (in-flight and queued requests finish first). */
-void sl_mm_unload(sl_mm_t *mm, const char *name, sl_loop_t *loop, sl_mm_control_cb cb,
-                  void *arg);
+void sl_mm_unload(sl_mm_t *mm, const char *name, sl_loop_t *loop, sl_mm_control_cb cb, void *arg);
 
 /* The repository index: every model directory and loaded version with its state. */
 typedef struct sl_mm_index_entry {
     char *name;
-    char *version; /* NULL for a model with no version loaded or loading */
+    char *version;     /* NULL for a model with no version loaded or loading */
     const char *state; /* "READY", "LOADING", "UNLOADING", "UNAVAILABLE" */
     char *reason;      /* "" unless UNAVAILABLE or a failed reload */
 } sl_mm_index_entry_t;

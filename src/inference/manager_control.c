@@ -259,8 +259,8 @@ static void append_scrubbed(sl_buf_t *err, const char *msg, const char *abs, con
 static bool status_ok(sluice_status_t *st, const sl_mm_model_t *v, const char *what,
                       sl_buf_t *err) {
     if (!st) return true;
-    char *shown =
-        sl_repo_display_path(v->mm->root, v->name, v->version, v->manifest.artifact, NULL);
+    char *shown = sl_repo_display_path(v->mm->root, v->name, v->version, v->manifest.artifact,
+                                       (const char *)NULL);
     sl_buf_printf(err, "backend '%s' %s for %s/%s: ", v->cfg->cfg.backend, what, v->name,
                   v->version);
     append_scrubbed(err, sl_status_message(st), v->artifact_path, shown);

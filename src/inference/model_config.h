@@ -12,12 +12,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SL_MODEL_MAX_TENSORS    64  /* inputs or outputs per model */
-#define SL_MODEL_MAX_PREFERRED  16  /* preferred batch sizes */
-#define SL_MODEL_MAX_PRIORITIES 16  /* priority levels */
-#define SL_MODEL_MAX_PARAMS     64  /* backend parameters */
-#define SL_MODEL_MAX_INSTANCES  64  /* instance count */
-#define SL_MODEL_MAX_VERSIONS   64  /* versions kept loaded (policy all / specific) */
+#define SL_MODEL_MAX_TENSORS      64 /* inputs or outputs per model */
+#define SL_MODEL_MAX_PREFERRED    16 /* preferred batch sizes */
+#define SL_MODEL_MAX_PRIORITIES   16 /* priority levels */
+#define SL_MODEL_MAX_PARAMS       64 /* backend parameters */
+#define SL_MODEL_MAX_INSTANCES    64 /* instance count */
+#define SL_MODEL_MAX_VERSIONS     64 /* versions kept loaded (policy all / specific) */
 #define SL_MODEL_CONFIG_MAX_BYTES (256u << 10)
 
 typedef enum sl_timeout_action {
@@ -26,9 +26,9 @@ typedef enum sl_timeout_action {
 } sl_timeout_action_t;
 
 typedef struct sl_queue_policy {
-    uint32_t max_queue_size;       /* 0: unbounded (queued requests across all levels) */
-    uint64_t default_timeout_us;   /* 0: none */
-    bool allow_timeout_override;   /* a request's own timeout may replace the default */
+    uint32_t max_queue_size;     /* 0: unbounded (queued requests across all levels) */
+    uint64_t default_timeout_us; /* 0: none */
+    bool allow_timeout_override; /* a request's own timeout may replace the default */
     sl_timeout_action_t timeout_action;
 } sl_queue_policy_t;
 
@@ -51,7 +51,7 @@ typedef enum sl_version_policy_kind {
 } sl_version_policy_kind_t;
 
 typedef struct sl_warmup {
-    char *name;         /* a label for logs */
+    char *name;          /* a label for logs */
     uint32_t batch_size; /* >= 1 */
     /* Each input is filled with zeros, or with random values when random is true (seeded,
      * deterministic), or read from `data_file` (a .npy path relative to the model dir). */
@@ -60,9 +60,9 @@ typedef struct sl_warmup {
 } sl_warmup_t;
 
 typedef struct sl_model_config {
-    char *name;    /* the directory name; config.yaml's `name:` must match if given */
-    char *backend; /* "onnx", "xgboost", or a backend found in the backend directory */
-    char *platform; /* reported in metadata; defaults from the backend ("onnx_onnxv1") */
+    char *name;              /* the directory name; config.yaml's `name:` must match if given */
+    char *backend;           /* "onnx", "xgboost", or a backend found in the backend directory */
+    char *platform;          /* reported in metadata; defaults from the backend ("onnx_onnxv1") */
     uint32_t max_batch_size; /* 0: no batching, dims are the full shapes */
     sluice_tensor_desc_t inputs[SL_MODEL_MAX_TENSORS];
     uint32_t n_inputs;
@@ -75,10 +75,10 @@ typedef struct sl_model_config {
     sl_warmup_t *warmup;
     uint32_t n_warmup;
     sl_version_policy_kind_t version_policy;
-    uint32_t latest_n;      /* SL_VERSIONS_LATEST */
-    char **specific;        /* SL_VERSIONS_SPECIFIC: semver strings */
+    uint32_t latest_n; /* SL_VERSIONS_LATEST */
+    char **specific;   /* SL_VERSIONS_SPECIFIC: semver strings */
     uint32_t n_specific;
-    bool response_cache;    /* optional per-model cache */
+    bool response_cache;             /* optional per-model cache */
     uint32_t response_cache_entries; /* default 1024 */
     char *param_keys[SL_MODEL_MAX_PARAMS];
     char *param_values[SL_MODEL_MAX_PARAMS];
@@ -98,10 +98,10 @@ void sl_model_config_free(sl_model_config_t *cfg);
 void sl_model_config_to_json(const sl_model_config_t *cfg, sl_buf_t *out);
 
 typedef struct sl_manifest {
-    char *artifact;   /* file name within the version directory (no '/', no "..") */
-    char sha256[65];  /* lower-case hex */
-    char *semver;     /* must equal the directory name */
-    char *trained_at; /* RFC 3339, optional (NULL) */
+    char *artifact;            /* file name within the version directory (no '/', no "..") */
+    char sha256[65];           /* lower-case hex */
+    char *semver;              /* must equal the directory name */
+    char *trained_at;          /* RFC 3339, optional (NULL) */
     char *metrics_json;        /* training metrics object as compact JSON, optional (NULL) */
     char *feature_schema_json; /* feature schema as compact JSON, optional (NULL) */
 } sl_manifest_t;

@@ -158,7 +158,7 @@ int sl_repo_read_config(const char *root, const char *name, sl_model_config_t *c
         return SL_ENOENT;
     }
     char *path = path_join(root, name, "config.yaml");
-    char *shown = sl_repo_display_path(root, name, "config.yaml", NULL);
+    char *shown = sl_repo_display_path(root, name, "config.yaml", (const char *)NULL);
     char *data = NULL;
     size_t len = 0;
     int rc = read_file(path, SL_MODEL_CONFIG_MAX_BYTES, &data, &len);
@@ -264,7 +264,7 @@ int sl_repo_read_manifest(const char *root, const char *name, const char *versio
     if (artifact_path) *artifact_path = NULL;
     char *vdir = path_join(root, name, version);
     char *path = path_join(vdir, "manifest.json", NULL);
-    char *shown = sl_repo_display_path(root, name, version, "manifest.json", NULL);
+    char *shown = sl_repo_display_path(root, name, version, "manifest.json", (const char *)NULL);
     char *data = NULL;
     size_t len = 0;
     int rc = read_file(path, MANIFEST_MAX_BYTES, &data, &len);
@@ -282,7 +282,7 @@ int sl_repo_read_manifest(const char *root, const char *name, const char *versio
         goto out;
     }
     char *apath = path_join(vdir, m->artifact, NULL);
-    char *ashown = sl_repo_display_path(root, name, version, m->artifact, NULL);
+    char *ashown = sl_repo_display_path(root, name, version, m->artifact, (const char *)NULL);
     char real[PATH_MAX];
     struct stat st;
     if (!realpath(apath, real) || stat(real, &st) != 0) {
@@ -340,7 +340,7 @@ int sl_repo_sha256_file(const char *path, char hex[65]) {
 
 int sl_repo_verify_artifact(const char *root, const char *name, const char *version,
                             const sl_manifest_t *m, const char *artifact_path, sl_buf_t *err) {
-    char *shown = sl_repo_display_path(root, name, version, m->artifact, NULL);
+    char *shown = sl_repo_display_path(root, name, version, m->artifact, (const char *)NULL);
     char hex[65];
     int rc = sl_repo_sha256_file(artifact_path, hex);
     if (rc != 0) {

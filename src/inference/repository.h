@@ -72,6 +72,6 @@ uint64_t sl_repo_fingerprint(const char *root, const char *name, const char *ver
 
 /* "models/fraud/1.2.0/model.ubj": the repository's last path component joined with parts
  * (NULL-terminated), for messages. Caller frees. */
-char *sl_repo_display_path(const char *root, ...);
+char *sl_repo_display_path(const char *root, ...) __attribute__((sentinel));
 
 #endif

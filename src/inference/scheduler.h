@@ -16,9 +16,9 @@ typedef struct sl_sched sl_sched_t;
 typedef struct sl_sched_cfg {
     const char *model_name; /* borrowed for the scheduler's life */
     const char *version;
-    const sl_model_config_t *cfg;      /* borrowed; batching policy, max_batch_size */
-    const sluice_backend_iface_t *be;  /* borrowed */
-    void *const *instances;            /* backend instance states (borrowed, n_instances) */
+    const sl_model_config_t *cfg;     /* borrowed; batching policy, max_batch_size */
+    const sluice_backend_iface_t *be; /* borrowed */
+    void *const *instances;           /* backend instance states (borrowed, n_instances) */
     uint32_t n_instances;
     sl_model_stats_t *stats; /* borrowed */
 } sl_sched_cfg_t;

@@ -11,9 +11,9 @@ typedef struct sl_model_stats sl_model_stats_t;
 
 /* Counters as the statistics extension reports them (durations in nanoseconds). */
 typedef struct sl_model_stats_snapshot {
-    uint64_t last_inference_ms;  /* wall clock (Unix ms) of the last success, 0 if none */
-    uint64_t inference_count;    /* batch items inferred (a batch of 8 counts 8) */
-    uint64_t execution_count;    /* backend executions (batches) */
+    uint64_t last_inference_ms;         /* wall clock (Unix ms) of the last success, 0 if none */
+    uint64_t inference_count;           /* batch items inferred (a batch of 8 counts 8) */
+    uint64_t execution_count;           /* backend executions (batches) */
     uint64_t success_count, success_ns; /* whole requests: received -> response ready */
     uint64_t fail_count, fail_ns;
     uint64_t queue_count, queue_ns;     /* time queued before a batch took them */
@@ -22,7 +22,8 @@ typedef struct sl_model_stats_snapshot {
     uint64_t cache_miss_count, cache_miss_ns;
     /* batch_stats: executions per batch size (index = size, 1..max), only sizes seen */
     uint32_t max_batch;
-    uint64_t *executions_by_size; /* owned by the snapshot: free with sl_model_stats_snapshot_free */
+    uint64_t
+        *executions_by_size; /* owned by the snapshot: free with sl_model_stats_snapshot_free */
     uint64_t *compute_ns_by_size;
 } sl_model_stats_snapshot_t;
 
