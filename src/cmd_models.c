@@ -219,6 +219,15 @@ static int models_run(int argc, char **argv) {
         i++;
     }
     if (strncmp(base, "http://", 7) != 0) return usage("--url must be an http:// URL");
+    /* "http://host:8000/" and "http://host:8000" name the same server. */
+    char url[1024];
+    size_t n = strlen(base);
+    while (n > 7 && base[n - 1] == '/')
+        n--;
+    if (n >= sizeof url) return usage("--url is too long");
+    memcpy(url, base, n);
+    url[n] = '\0';
+    base = url;
     if (i >= argc) return usage("missing subcommand");
     const char *sub = argv[i++];
     if (strcmp(sub, "list") == 0 && i == argc) return cmd_list(base);

@@ -444,6 +444,10 @@ def test_models_cli(quickstart, tmp_path):
     rows = [ln.split() for ln in r.stdout.splitlines()[1:]]
     assert {row[0] for row in rows} == set(os.listdir(QUICKSTART))
     assert all(row[1:3] == ["1.0.0", "READY"] for row in rows), r.stdout
+    # A URL with a trailing slash names the same server.
+    r2 = subprocess.run([SLUICE_BIN, "models", "--url", s.url("inference", "/"), "list"],
+                        capture_output=True, text=True, timeout=60 * SLOW)
+    assert r2.returncode == 0 and r2.stdout == r.stdout, r2.stderr
 
     pixels = os.path.join(EXAMPLES, "mlp_digits", "reference", "input.pixels.npy")
     r = cli(s, "infer", "mlp_digits", "--input", f"pixels={pixels}")
