@@ -116,6 +116,7 @@ struct sl_infer_request {
     size_t n_outputs;
     bool binary_default; /* REST binary_data_output */
     uint32_t priority;   /* 0: the model's default level; 1 is the highest */
+    bool warmup;         /* the server's own warm-up request: kept out of the statistics */
     uint64_t timeout_us; /* 0: the model's default queue timeout */
 
     sl_loop_t *loop; /* where done runs */

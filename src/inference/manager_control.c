@@ -208,6 +208,7 @@ static bool warm_up(sl_mm_t *mm, sl_mm_model_t *v, sl_buf_t *err) {
         pthread_mutex_init(&w.mu, NULL);
         pthread_cond_init(&w.cv, NULL);
         sl_infer_request_t *req = sl_infer_request_new(NULL, warm_done, &w);
+        req->warmup = true;
         req->model_name = v->name;
         req->model_version = v->version;
         bool ok = true;

@@ -224,7 +224,7 @@ static void expire(sl_sched_t *s, uint64_t now, node_t **rejected) {
                 } else {
                     s->queued--;
                     s->queued_items -= n->size;
-                    sl_model_stats_queue_add(s->stats, -1);
+                    if (!n->req->warmup) sl_model_stats_queue_add(s->stats, -1);
                     n->next = *rejected;
                     *rejected = n;
                 }
@@ -330,8 +330,10 @@ static uint64_t take_batch(sl_sched_t *s, instance_t *inst, uint32_t count, uint
         s->queued_items -= n->size;
         items += n->size;
         inst->reqs[i] = n->req;
-        sl_model_stats_queue_add(s->stats, -1);
-        sl_model_stats_queued(s->stats, now - n->enq_ns);
+        if (!n->req->warmup) {
+            sl_model_stats_queue_add(s->stats, -1);
+            sl_model_stats_queued(s->stats, now - n->enq_ns);
+        }
         node_release(s, n);
     }
     return items;
@@ -349,7 +351,10 @@ static void execute(sl_sched_t *s, instance_t *inst, uint32_t n, uint64_t items)
         inst->reqs[i]->t_compute_end_ns = t1;
     /* Recorded before the answers go out, so that a client that got its answer and then reads
      * the statistics finds its execution counted. */
-    if (st == NULL) sl_model_stats_execution(s->stats, (uint32_t)items, n, t1 - t0);
+    /* Warm-up batches (run before the version is READY, never mixed with clients') are kept
+     * out of the statistics: a user's first look must show only their own requests. */
+    if (st == NULL && !inst->reqs[0]->warmup)
+        sl_model_stats_execution(s->stats, (uint32_t)items, n, t1 - t0);
     uint64_t mean = __atomic_load_n(&s->compute_ns, __ATOMIC_RELAXED);
     mean = mean ? (mean * 7 + (t1 - t0)) / 8 : t1 - t0;
     __atomic_store_n(&s->compute_ns, mean, __ATOMIC_RELAXED);
@@ -574,7 +579,7 @@ void sl_sched_submit(sl_sched_t *s, sl_infer_request_t *req) {
     q_push(&s->queues[level], n);
     s->queued++;
     s->queued_items += size;
-    sl_model_stats_queue_add(s->stats, 1);
+    if (!req->warmup) sl_model_stats_queue_add(s->stats, 1);
     if (n->deadline_ns && n->deadline_ns < s->next_deadline_ns) {
         s->next_deadline_ns = n->deadline_ns;
         pthread_cond_signal(&s->timer);

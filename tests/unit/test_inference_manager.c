@@ -620,6 +620,19 @@ static void test_onnx_model_with_warmup(void **state) {
     sl_mm_start(mm);
     wait_serving(mm, "digits", "2.0.0");
     assert_true(sl_mm_ready(mm));
+    /* Three warm-ups ran, but the statistics count only clients' requests. */
+    {
+        sl_mm_model_t *m;
+        sl_infer_error_t err;
+        assert_int_equal(sl_mm_acquire(mm, "digits", "2.0.0", &m, &err), SL_INFER_OK);
+        sl_model_stats_snapshot_t snap;
+        sl_model_stats_snapshot(sl_mm_model_stats(m), &snap);
+        assert_int_equal(snap.execution_count, 0);
+        assert_int_equal(snap.inference_count, 0);
+        assert_int_equal(snap.queue_count, 0);
+        sl_model_stats_snapshot_free(&snap);
+        sl_mm_release(m);
+    }
 
     sl_tensor_t in, ref;
     sl_eng_error_t ee;
