@@ -19,7 +19,7 @@ typedef struct sl_cli_command {
 
 extern const sl_cli_command_t sl_cmd_serve, sl_cmd_config, sl_cmd_health, sl_cmd_version,
     sl_cmd_help;
-extern const sl_cli_command_t sl_cmd_model, sl_cmd_models;
+extern const sl_cli_command_t sl_cmd_model, sl_cmd_models, sl_cmd_keys;
 
 const sl_cli_command_t *sl_cli_find(const char *name);
 void sl_cli_print_usage(FILE *out);
