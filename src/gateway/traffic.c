@@ -235,10 +235,17 @@ static void perr(pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...) {
         sl_buf_puts(c->err, "too many errors, stopping here\n");
         return;
     }
+    size_t start = c->err->len;
     va_list ap;
     va_start(ap, fmt);
     sl_buf_vprintf(c->err, fmt, ap);
     va_end(ap);
+    /* Messages quote config values, which may hold line breaks or terminal escapes: keep each
+     * problem on one line of printable text. */
+    for (size_t i = start; i < c->err->len; i++) {
+        unsigned char ch = (unsigned char)c->err->data[i];
+        if (ch < 0x20 || ch == 0x7f) c->err->data[i] = '?';
+    }
     sl_buf_putc(c->err, '\n');
 }
 
