@@ -73,6 +73,28 @@ size_t sl_str_edit_distance(const char *a, const char *b);
 #define SL_MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define SL_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* 64-bit FNV-1a, incremental: h = sl_fnv64(SL_FNV64_INIT, data, n), then more calls to
+ * continue. sl_mix64 is MurmurHash3's fmix64 finaliser: FNV's high bits mix poorly for short
+ * inputs, so finish with it before using high bits (shards, ranges). Both are frozen: sticky
+ * traffic assignments in every replica depend on them. */
+#define SL_FNV64_INIT 0xcbf29ce484222325ull
+static inline uint64_t sl_fnv64(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+static inline uint64_t sl_mix64(uint64_t h) {
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
 /* The bits of a double, and back: for doubles kept in atomic 64-bit integers. */
 static inline uint64_t sl_double_bits(double d) {
     uint64_t u;

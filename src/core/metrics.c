@@ -364,12 +364,10 @@ void sl_metrics_gauge_fn(sl_metrics_t *r, const char *name, const char *help,
 /* ---- series ----------------------------------------------------------------------------- */
 
 static uint64_t hash_labels(const char *const *v, unsigned n) {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    uint64_t h = SL_FNV64_INIT;
     for (unsigned i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)v[i]; *p; p++) {
-            h = (h ^ *p) * 1099511628211ULL;
-        }
-        h = (h ^ 0xff) * 1099511628211ULL; /* 0xff never occurs in UTF-8: a safe separator */
+        h = sl_fnv64(h, v[i], strlen(v[i]));
+        h = sl_fnv64(h, "\xff", 1); /* 0xff never occurs in UTF-8: a safe separator */
     }
     return h;
 }

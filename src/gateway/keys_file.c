@@ -273,13 +273,6 @@ static sl_keys__entry_t *parse_entry(const cJSON *o, size_t i, char *err, size_t
     return e;
 }
 
-static uint64_t fnv1a(const char *s) {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Returns the index of the first entry whose id repeats an earlier one, or SIZE_MAX. */
 static size_t find_duplicate_id(const sl_keys_t *t) {
     size_t cap = 16;
@@ -288,7 +281,8 @@ static size_t find_duplicate_id(const sl_keys_t *t) {
     uint32_t *set = sl_calloc(cap, sizeof *set);
     size_t dup = SIZE_MAX;
     for (size_t i = 0; i < t->n && dup == SIZE_MAX; i++) {
-        size_t s = (size_t)fnv1a(t->v[i]->info.id) & (cap - 1);
+        size_t s =
+            (size_t)sl_fnv64(SL_FNV64_INIT, t->v[i]->info.id, strlen(t->v[i]->info.id)) & (cap - 1);
         while (set[s] && dup == SIZE_MAX) {
             if (strcmp(t->v[set[s] - 1]->info.id, t->v[i]->info.id) == 0) dup = i;
             s = (s + 1) & (cap - 1);

@@ -96,13 +96,9 @@ void sl_outcomes_free(sl_outcomes_t *o) {
 /* ---- lookup -------------------------------------------------------------------------------- */
 
 static uint64_t pair_hash(sl_str_t model, sl_str_t version) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < model.len; i++)
-        h = (h ^ (uint8_t)model.ptr[i]) * 0x100000001b3ull;
-    h *= 0x100000001b3ull; /* a 0 byte between the two names */
-    for (size_t i = 0; i < version.len; i++)
-        h = (h ^ (uint8_t)version.ptr[i]) * 0x100000001b3ull;
-    return h ^ (h >> 29);
+    uint64_t h = sl_fnv64(SL_FNV64_INIT, model.ptr, model.len);
+    h = sl_fnv64(h, "", 1); /* a 0 byte between the two names */
+    return sl_mix64(sl_fnv64(h, version.ptr, version.len));
 }
 
 static bool name_is(const char *stored, sl_str_t s) {

@@ -102,19 +102,9 @@ static void now_get(const rl_local_t *l, rl_now_t *n) {
     n->peak = in ? 1 : 0;
 }
 
+/* The shard comes from the high bits, hence the finaliser. */
 static uint64_t hash_id(uint16_t kind, const char *id, size_t len) {
-    uint64_t h = 1469598103934665603ull ^ kind;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)id[i];
-        h *= 1099511628211ull;
-    }
-    /* fmix64 (MurmurHash3): FNV's high bits are weak, and the shard comes from them. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return sl_mix64(sl_fnv64(SL_FNV64_INIT ^ kind, id, len));
 }
 
 static rl_shard_t *shard_of(rl_local_t *l, uint64_t h) {

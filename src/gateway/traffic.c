@@ -68,31 +68,15 @@ static inline uint64_t scale(uint64_t r, uint64_t n) {
 
 /* ---- picking ------------------------------------------------------------------------------- */
 
-#define FNV_PRIME 0x100000001b3ull
-
 /* FNV-1a state after the model name and the 0 separator byte (which keeps ("ab", "c") and
- * ("a", "bc") apart; XOR with 0 leaves only the multiply). Kept per policy. */
+ * ("a", "bc") apart). Kept per policy. */
 static uint64_t model_seed(sl_str_t model) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 offset basis */
-    for (size_t i = 0; i < model.len; i++) {
-        h ^= (uint8_t)model.ptr[i];
-        h *= FNV_PRIME;
-    }
-    return h * FNV_PRIME;
+    return sl_fnv64(sl_fnv64(SL_FNV64_INIT, model.ptr, model.len), "", 1);
 }
 
+/* scale() reads the high bits, hence the finaliser. */
 static uint64_t key_hash(uint64_t h, sl_str_t key) {
-    for (size_t i = 0; i < key.len; i++) {
-        h ^= (uint8_t)key.ptr[i];
-        h *= FNV_PRIME;
-    }
-    /* FNV's high bits mix poorly for short keys, and scale() reads the high bits. */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return sl_mix64(sl_fnv64(h, key.ptr, key.len));
 }
 
 uint64_t sl_traffic_sticky_hash(sl_str_t model, sl_str_t key) {

@@ -356,28 +356,19 @@ int sl_repo_verify_artifact(const char *root, const char *name, const char *vers
 
 /* ---- fingerprints (FNV-1a 64 over names and stat fields) ---- */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static uint64_t fnv_stat(uint64_t h, const char *name, const char *path) {
     struct stat st;
-    h = fnv(h, name, strlen(name) + 1);
-    if (stat(path, &st) != 0) return fnv(h, "-", 1);
+    h = sl_fnv64(h, name, strlen(name) + 1);
+    if (stat(path, &st) != 0) return sl_fnv64(h, "-", 1);
     int64_t f[5] = {(int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec,
                     (int64_t)st.st_ino, (int64_t)st.st_ctim.tv_nsec};
-    return fnv(h, f, sizeof f);
+    return sl_fnv64(h, f, sizeof f);
 }
 
 /* Every entry of dir (sorted), recursing into directories to depth levels. */
 static uint64_t fnv_dir(uint64_t h, const char *dir, int depth) {
     DIR *d = opendir(dir);
-    if (!d) return fnv(h, "!", 1);
+    if (!d) return sl_fnv64(h, "!", 1);
     size_t n = 0, cap = 16;
     char **names = sl_malloc(cap * sizeof *names);
     struct dirent *e;
@@ -392,7 +383,7 @@ static uint64_t fnv_dir(uint64_t h, const char *dir, int depth) {
         char *p = path_join(dir, names[i], NULL);
         struct stat st;
         if (depth > 0 && stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
-            h = fnv(h, names[i], strlen(names[i]) + 1);
+            h = sl_fnv64(h, names[i], strlen(names[i]) + 1);
             h = fnv_dir(h, p, depth - 1);
         } else {
             h = fnv_stat(h, names[i], p);
@@ -411,13 +402,13 @@ uint64_t sl_repo_fingerprint(const char *root, const char *name, const char *ver
         free(dir);
         return 0;
     }
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = SL_FNV64_INIT;
     char *cfg = path_join(dir, "config.yaml", NULL);
     h = fnv_stat(h, "config.yaml", cfg);
     free(cfg);
     if (version) {
         char *vdir = path_join(dir, version, NULL);
-        h = fnv(h, version, strlen(version) + 1);
+        h = sl_fnv64(h, version, strlen(version) + 1);
         h = fnv_dir(h, vdir, 0);
         free(vdir);
     } else {
