@@ -44,10 +44,16 @@ static void fail(builder_t *b, int status, size_t line, const char *fmt, ...) {
         sl_buf_printf(b->err, "%s:%zu: ", b->file, line);
     else
         sl_buf_printf(b->err, "%s: ", b->file);
+    size_t start = b->err->len;
     va_list ap;
     va_start(ap, fmt);
     sl_buf_vprintf(b->err, fmt, ap);
     va_end(ap);
+    /* Messages may quote keys with line breaks: one problem, one line. */
+    for (size_t i = start; i < b->err->len; i++) {
+        unsigned char ch = (unsigned char)b->err->data[i];
+        if (ch < 0x20 || ch == 0x7f) b->err->data[i] = '?';
+    }
     sl_buf_putc(b->err, '\n');
 }
 
@@ -332,4 +338,67 @@ int sl_yaml_get_bool(const sl_yaml_node_t *n, bool *out) {
         return 0;
     }
     return SL_EINVAL;
+}
+
+/* ---- problem reports ---- */
+
+void sl_yaml_verror(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, const char *fmt,
+                    va_list ap) {
+    int max = e->max > 0 ? e->max : 20;
+    if (!e->status) e->status = status;
+    if (++e->n > max) return;
+    if (at)
+        sl_buf_printf(e->out, "%s:%" PRIu32 ": ", e->file, at->line);
+    else
+        sl_buf_printf(e->out, "%s: ", e->file);
+    if (e->n == max) {
+        sl_buf_puts(e->out, "too many errors, stopping here\n");
+        return;
+    }
+    size_t start = e->out->len;
+    sl_buf_vprintf(e->out, fmt, ap);
+    for (size_t i = start; i < e->out->len; i++) {
+        unsigned char ch = (unsigned char)e->out->data[i];
+        if (ch < 0x20 || ch == 0x7f) e->out->data[i] = '?';
+    }
+    sl_buf_putc(e->out, '\n');
+}
+
+void sl_yaml_error(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, const char *fmt,
+                   ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sl_yaml_verror(e, at, status, fmt, ap);
+    va_end(ap);
+}
+
+void sl_yaml_check_keys(sl_yaml_errors_t *e, const sl_yaml_node_t *map, const char *const *allowed,
+                        const char *where) {
+    for (size_t i = 0; i < map->n; i++) {
+        const sl_yaml_node_t *k = map->keys[i];
+        const char *best = NULL;
+        size_t best_d = SIZE_MAX;
+        bool ok = false;
+        for (size_t j = 0; allowed[j] && !ok; j++) {
+            ok = strcmp(allowed[j], k->value) == 0;
+            size_t d = sl_str_edit_distance(allowed[j], k->value);
+            if (d < best_d) {
+                best_d = d;
+                best = allowed[j];
+            }
+        }
+        if (ok) continue;
+        const char *in = where[0] ? " in " : "";
+        if (best && best_d <= 3) {
+            sl_yaml_error(e, k, SL_EINVAL, "unknown key '%.64s'%s%s (did you mean '%s'?)", k->value,
+                          in, where, best);
+        } else {
+            sl_buf_t list = SL_BUF_INIT;
+            for (size_t j = 0; allowed[j]; j++)
+                sl_buf_printf(&list, "%s%s", j ? ", " : "", allowed[j]);
+            sl_yaml_error(e, k, SL_EINVAL, "unknown key '%.64s'%s%s (expected one of: %s)",
+                          k->value, in, where, list.data);
+            sl_buf_free(&list);
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,5 +69,27 @@ const char *sl_yaml_kind_name(sl_yaml_kind_t k);
  * '+', underscores not allowed); booleans are true/false/True/False/TRUE/FALSE. */
 int sl_yaml_get_int64(const sl_yaml_node_t *n, int64_t min, int64_t max, int64_t *out);
 int sl_yaml_get_bool(const sl_yaml_node_t *n, bool *out);
+
+/* Problem reports for parsers built on the tree (model config.yaml, gateway traffic
+ * policies): one "file:line: message" line per problem, control bytes in a message (which may
+ * quote config values) replaced by '?', at most max problems (then one "too many errors"
+ * line). status keeps the first problem's status (0 while there is none). */
+typedef struct sl_yaml_errors {
+    const char *file;
+    sl_buf_t *out; /* borrowed */
+    int max;       /* 0: 20 */
+    int n;         /* problems reported */
+    int status;
+} sl_yaml_errors_t;
+
+void sl_yaml_error(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sl_yaml_verror(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, const char *fmt,
+                    va_list ap);
+/* Reports (SL_EINVAL) every key of map not in allowed (NULL-terminated), suggesting the
+ * closest allowed key when it is a likely typo, else listing them; where ("dynamic_batching")
+ * may be "" at the top level. */
+void sl_yaml_check_keys(sl_yaml_errors_t *e, const sl_yaml_node_t *map, const char *const *allowed,
+                        const char *where);
 
 #endif

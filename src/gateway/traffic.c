@@ -201,66 +201,17 @@ const sl_traffic_policy_t *sl_traffic_set_at(const sl_traffic_set_t *s, size_t i
 /* ---- parser -------------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *file;
-    sl_buf_t *err;
-    int n_errors;
+    sl_yaml_errors_t ye;
 } pc_t;
 
 static void perr(pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void perr(pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...) {
-    if (++c->n_errors > MAX_ERRORS) return;
-    if (at)
-        sl_buf_printf(c->err, "%s:%" PRIu32 ": ", c->file, at->line);
-    else
-        sl_buf_printf(c->err, "%s: ", c->file);
-    if (c->n_errors == MAX_ERRORS) {
-        sl_buf_puts(c->err, "too many errors, stopping here\n");
-        return;
-    }
-    size_t start = c->err->len;
     va_list ap;
     va_start(ap, fmt);
-    sl_buf_vprintf(c->err, fmt, ap);
+    sl_yaml_verror(&c->ye, at, SL_EINVAL, fmt, ap);
     va_end(ap);
-    /* Messages quote config values, which may hold line breaks or terminal escapes: keep each
-     * problem on one line of printable text. */
-    for (size_t i = start; i < c->err->len; i++) {
-        unsigned char ch = (unsigned char)c->err->data[i];
-        if (ch < 0x20 || ch == 0x7f) c->err->data[i] = '?';
-    }
-    sl_buf_putc(c->err, '\n');
-}
-
-/* Reports every key of map not in allowed (NULL-terminated), with a suggestion when close. */
-static void check_keys(pc_t *c, const sl_yaml_node_t *map, const char *const *allowed,
-                       const char *where) {
-    for (size_t i = 0; i < map->n; i++) {
-        const sl_yaml_node_t *k = map->keys[i];
-        const char *best = NULL;
-        size_t best_d = SIZE_MAX;
-        bool ok = false;
-        for (size_t j = 0; allowed[j] && !ok; j++) {
-            ok = strcmp(allowed[j], k->value) == 0;
-            size_t d = sl_str_edit_distance(allowed[j], k->value);
-            if (d < best_d) {
-                best_d = d;
-                best = allowed[j];
-            }
-        }
-        if (ok) continue;
-        if (best && best_d <= 3) {
-            perr(c, k, "unknown key '%.64s' in %s (did you mean '%s'?)", k->value, where, best);
-        } else {
-            sl_buf_t list = SL_BUF_INIT;
-            for (size_t j = 0; allowed[j]; j++)
-                sl_buf_printf(&list, "%s%s", j ? ", " : "", allowed[j]);
-            perr(c, k, "unknown key '%.64s' in %s (expected one of: %s)", k->value, where,
-                 list.data);
-            sl_buf_free(&list);
-        }
-    }
 }
 
 static bool want_kind(pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
@@ -378,7 +329,7 @@ static void parse_sticky(pc_t *c, const sl_yaml_node_t *n, sl_traffic_policy_t *
     p->sticky_source = SL_TRAFFIC_STICKY_FIELD;
     if (n->kind == SL_YAML_MAP) {
         static const char *const keys[] = {"field", "header", NULL};
-        check_keys(c, n, keys, "sticky");
+        sl_yaml_check_keys(&c->ye, n, keys, "sticky");
         if (n->n != 1) {
             perr(c, n, "sticky needs exactly one of 'field' or 'header'");
             p->sticky_source = SL_TRAFFIC_STICKY_NONE;
@@ -409,7 +360,7 @@ static void parse_shadow(pc_t *c, const sl_yaml_node_t *n, const char *model,
     if (sl_yaml_is_null(n)) return;
     if (!want_kind(c, n, SL_YAML_MAP, "shadow")) return;
     static const char *const keys[] = {"version", "percent", NULL};
-    check_keys(c, n, keys, "shadow");
+    sl_yaml_check_keys(&c->ye, n, keys, "shadow");
     const sl_yaml_node_t *ver = sl_yaml_map_get(n, "version");
     const sl_yaml_node_t *pct = sl_yaml_map_get(n, "percent");
     if (!ver || !pct) {
@@ -455,7 +406,7 @@ static void parse_policy(pc_t *c, const sl_yaml_node_t *key, const sl_yaml_node_
     static const char *const keys[] = {"split", "sticky", "shadow", "override_header", NULL};
     char where[SL_TRAFFIC_MODEL_MAX + 32];
     snprintf(where, sizeof where, "the policy of model '%s'", p->model);
-    check_keys(c, m, keys, where);
+    sl_yaml_check_keys(&c->ye, m, keys, where);
     const sl_yaml_node_t *v;
     if (!(v = sl_yaml_map_get(m, "split"))) {
         perr(c, m, "the policy of model '%s' needs a split (e.g. split: {\"1.0.0\": 100})",
@@ -482,7 +433,7 @@ static int cmp_policy(const void *a, const void *b) {
 int sl_traffic_set_parse(const char *file, const sl_yaml_node_t *traffic, sl_traffic_set_t **out,
                          sl_buf_t *err) {
     *out = NULL;
-    pc_t c = {.file = file ? file : "config", .err = err};
+    pc_t c = {.ye = {.file = file ? file : "config", .out = err, .max = MAX_ERRORS}};
     sl_traffic_set_t *s = sl_traffic_set_empty();
     if (traffic && !sl_yaml_is_null(traffic) && want_kind(&c, traffic, SL_YAML_MAP, "traffic")) {
         if (traffic->n > SL_TRAFFIC_MAX_POLICIES) {
@@ -496,7 +447,7 @@ int sl_traffic_set_parse(const char *file, const sl_yaml_node_t *traffic, sl_tra
             qsort(s->policies, s->n, sizeof *s->policies, cmp_policy);
         }
     }
-    if (c.n_errors > 0) {
+    if (c.ye.n > 0) {
         set_free(s);
         return SL_EINVAL;
     }

@@ -49,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ERRORS      20
 #define MAX_NAME_BYTES  256
 #define MAX_BATCH       65536
 #define MAX_QUEUE_DELAY 60000000ull   /* 60 s */
@@ -60,68 +59,20 @@
 #define MAX_CACHE       (1u << 20)
 
 typedef struct {
-    const char *file;
-    sl_buf_t *err;
-    int n_errors;
-    int status;
+    sl_yaml_errors_t ye;
 } pc_t;
 
 static void perr(pc_t *c, const sl_yaml_node_t *at, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void perr(pc_t *c, const sl_yaml_node_t *at, int status, const char *fmt, ...) {
-    if (!c->status) c->status = status;
-    if (++c->n_errors > MAX_ERRORS) return;
-    if (at)
-        sl_buf_printf(c->err, "%s:%" PRIu32 ": ", c->file, at->line);
-    else
-        sl_buf_printf(c->err, "%s: ", c->file);
-    if (c->n_errors == MAX_ERRORS) {
-        sl_buf_puts(c->err, "too many errors, stopping here\n");
-        return;
-    }
     va_list ap;
     va_start(ap, fmt);
-    sl_buf_vprintf(c->err, fmt, ap);
+    sl_yaml_verror(&c->ye, at, status, fmt, ap);
     va_end(ap);
-    sl_buf_putc(c->err, '\n');
 }
 
 /* ---- small typed readers; `what` is the key path used in messages ---- */
-
-/* Reports every key of map not in allowed (a NULL-terminated list). */
-static void check_keys(pc_t *c, const sl_yaml_node_t *map, const char *const *allowed,
-                       const char *where) {
-    for (size_t i = 0; i < map->n; i++) {
-        const sl_yaml_node_t *k = map->keys[i];
-        const char *best = NULL;
-        size_t best_d = SIZE_MAX;
-        bool ok = false;
-        for (size_t j = 0; allowed[j]; j++) {
-            if (strcmp(allowed[j], k->value) == 0) {
-                ok = true;
-                break;
-            }
-            size_t d = sl_str_edit_distance(allowed[j], k->value);
-            if (d < best_d) {
-                best_d = d;
-                best = allowed[j];
-            }
-        }
-        if (ok) continue;
-        if (best && best_d <= 3) {
-            perr(c, k, SL_EINVAL, "unknown key '%.64s'%s%s (did you mean '%s'?)", k->value,
-                 where[0] ? " in " : "", where, best);
-        } else {
-            sl_buf_t list = SL_BUF_INIT;
-            for (size_t j = 0; allowed[j]; j++)
-                sl_buf_printf(&list, "%s%s", j ? ", " : "", allowed[j]);
-            perr(c, k, SL_EINVAL, "unknown key '%.64s'%s%s (expected one of: %s)", k->value,
-                 where[0] ? " in " : "", where, list.data);
-            sl_buf_free(&list);
-        }
-    }
-}
 
 static bool want_kind(pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
     if (n->kind == kind) return true;
@@ -210,7 +161,7 @@ static void parse_tensors(pc_t *c, const sl_yaml_node_t *seq, const char *what, 
         const sl_yaml_node_t *t = seq->items[i];
         snprintf(path, sizeof path, "%s[%zu]", what, i);
         if (!want_kind(c, t, SL_YAML_MAP, path)) continue;
-        check_keys(c, t, keys, path);
+        sl_yaml_check_keys(&c->ye, t, keys, path);
         sluice_tensor_desc_t *d = &out[(*n_out)++];
         const sl_yaml_node_t *v;
         char field[128];
@@ -269,7 +220,7 @@ static void parse_queue_policy(pc_t *c, const sl_yaml_node_t *m, const char *wha
     static const char *const keys[] = {"max_queue_size", "default_timeout_us",
                                        "allow_timeout_override", "timeout_action", NULL};
     if (!want_kind(c, m, SL_YAML_MAP, what)) return;
-    check_keys(c, m, keys, what);
+    sl_yaml_check_keys(&c->ye, m, keys, what);
     char field[128];
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "max_queue_size"))) {
@@ -322,7 +273,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
         perr(c, m, SL_EINVAL, "dynamic_batching needs max_batch_size > 0");
     }
     if (m->kind != SL_YAML_MAP) return;
-    check_keys(c, m, keys, "dynamic_batching");
+    sl_yaml_check_keys(&c->ye, m, keys, "dynamic_batching");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "preferred_batch_sizes")) &&
         want_kind(c, v, SL_YAML_SEQ, "dynamic_batching.preferred_batch_sizes")) {
@@ -400,7 +351,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
 static void parse_instances(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg) {
     static const char *const keys[] = {"count", "kind", "threads", NULL};
     if (!want_kind(c, m, SL_YAML_MAP, "instance_group")) return;
-    check_keys(c, m, keys, "instance_group");
+    sl_yaml_check_keys(&c->ye, m, keys, "instance_group");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "count"))) {
         get_u32(c, v, "instance_group.count", 1, SL_MODEL_MAX_INSTANCES, &cfg->instance_count);
@@ -455,7 +406,7 @@ static void parse_warmup(pc_t *c, const sl_yaml_node_t *seq, sl_model_config_t *
         char path[32], field[160];
         snprintf(path, sizeof path, "warmup[%zu]", i);
         if (!want_kind(c, w, SL_YAML_MAP, path)) continue;
-        check_keys(c, w, keys, path);
+        sl_yaml_check_keys(&c->ye, w, keys, path);
         sl_warmup_t *wu = &cfg->warmup[cfg->n_warmup++];
         wu->batch_size = 1;
         const sl_yaml_node_t *v;
@@ -514,7 +465,7 @@ static void parse_version_policy(pc_t *c, const sl_yaml_node_t *v, sl_model_conf
         perr(c, v, SL_EINVAL, "version_policy must be `all`, {latest: N} or {specific: [...]}");
         return;
     }
-    check_keys(c, v, keys, "version_policy");
+    sl_yaml_check_keys(&c->ye, v, keys, "version_policy");
     const sl_yaml_node_t *k = v->keys[0], *x = v->items[0];
     if (!strcmp(k->value, "all")) {
         cfg->version_policy = SL_VERSIONS_ALL;
@@ -559,7 +510,7 @@ static void parse_version_policy(pc_t *c, const sl_yaml_node_t *v, sl_model_conf
 static void parse_cache(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg) {
     static const char *const keys[] = {"enable", "max_entries", NULL};
     if (!want_kind(c, m, SL_YAML_MAP, "response_cache")) return;
-    check_keys(c, m, keys, "response_cache");
+    sl_yaml_check_keys(&c->ye, m, keys, "response_cache");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "enable")))
         get_bool(c, v, "response_cache.enable", &cfg->response_cache);
@@ -615,7 +566,7 @@ static void parse_root(pc_t *c, const sl_yaml_node_t *root, const char *dir_name
         return;
     }
     if (!want_kind(c, root, SL_YAML_MAP, "the document")) return;
-    check_keys(c, root, keys, "");
+    sl_yaml_check_keys(&c->ye, root, keys, "");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(root, "name")) && get_str(c, v, "name", MAX_NAME_BYTES, &cfg->name) &&
         strcmp(cfg->name, dir_name) != 0) {
@@ -656,7 +607,7 @@ static void parse_root(pc_t *c, const sl_yaml_node_t *root, const char *dir_name
 int sl_model_config_parse(const char *file, const char *dir_name, const void *data, size_t len,
                           sl_model_config_t *cfg, sl_buf_t *err) {
     memset(cfg, 0, sizeof *cfg);
-    pc_t c = {.file = file, .err = err};
+    pc_t c = {.ye = {.file = file, .out = err}};
     sl_yaml_limits_t lim = {.max_bytes = SL_MODEL_CONFIG_MAX_BYTES,
                             .max_depth = 16,
                             .max_nodes = 20000,
@@ -671,9 +622,9 @@ int sl_model_config_parse(const char *file, const char *dir_name, const void *da
     cfg->response_cache_entries = 1024;
     parse_root(&c, doc->root, dir_name, cfg);
     sl_yaml_doc_free(doc);
-    if (c.status) {
+    if (c.ye.status) {
         sl_model_config_free(cfg);
-        return c.status;
+        return c.ye.status;
     }
     return 0;
 }
