@@ -212,61 +212,44 @@ const char *sl_keys_auth_outcome_name(sl_keys_auth_outcome_t o) {
 
 /* --- Holder -------------------------------------------------------------------------------- */
 
+/* The holder is a core snapshot of tables; these adapt the typed refcount to its callbacks. */
+static void table_ref(void *t) {
+    sl_keys_ref(t);
+}
+static void table_unref(void *t) {
+    sl_keys_unref(t);
+}
+
 struct sl_keys_holder {
-    pthread_mutex_t lock;
-    sl_keys_t *table;     /* guarded by lock */
-    _Atomic uint64_t gen; /* bumped (under lock) on every publish; starts at 1 */
+    sl_snapshot_t *snap;
 };
 
 sl_keys_holder_t *sl_keys_holder_new(sl_keys_t *initial) {
     sl_keys_holder_t *h = sl_calloc(1, sizeof *h);
-    pthread_mutex_init(&h->lock, NULL);
-    h->table = initial;
-    atomic_init(&h->gen, 1);
+    h->snap = sl_snapshot_new(table_ref, table_unref, initial);
     return h;
 }
 
 void sl_keys_holder_free(sl_keys_holder_t *h) {
     if (!h) return;
-    sl_keys_unref(h->table);
-    pthread_mutex_destroy(&h->lock);
+    sl_snapshot_free(h->snap);
     free(h);
 }
 
 void sl_keys_holder_publish(sl_keys_holder_t *h, sl_keys_t *t) {
-    pthread_mutex_lock(&h->lock);
-    sl_keys_t *old = h->table;
-    h->table = t;
-    atomic_fetch_add_explicit(&h->gen, 1, memory_order_release);
-    pthread_mutex_unlock(&h->lock);
-    sl_keys_unref(old); /* outside the lock: freeing a large table takes a while */
-}
-
-static sl_keys_t *acquire(sl_keys_holder_t *h, uint64_t *gen) {
-    pthread_mutex_lock(&h->lock);
-    sl_keys_t *t = sl_keys_ref(h->table);
-    if (gen) *gen = atomic_load_explicit(&h->gen, memory_order_relaxed);
-    pthread_mutex_unlock(&h->lock);
-    return t;
+    sl_snapshot_publish(h->snap, t);
 }
 
 sl_keys_t *sl_keys_holder_acquire(sl_keys_holder_t *h) {
-    return acquire(h, NULL);
+    return sl_snapshot_acquire(h->snap);
 }
 
 const sl_keys_t *sl_keys_view_get(sl_keys_holder_t *h, sl_keys_view_t *v) {
-    if (atomic_load_explicit(&h->gen, memory_order_acquire) != v->gen) {
-        sl_keys_t *old = v->table;
-        v->table = acquire(h, &v->gen);
-        sl_keys_unref(old);
-    }
-    return v->table;
+    return sl_snapshot_view_get(h->snap, &v->snap);
 }
 
 void sl_keys_view_release(sl_keys_view_t *v) {
-    sl_keys_unref(v->table);
-    v->table = NULL;
-    v->gen = 0;
+    sl_snapshot_view_release(&v->snap);
 }
 
 /* --- Reloader ------------------------------------------------------------------------------ */

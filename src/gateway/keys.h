@@ -16,6 +16,7 @@
 #define SL_GATEWAY_KEYS_H
 
 #include "core/common.h"
+#include "core/snapshot.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -124,11 +125,12 @@ const char *sl_keys_state_name(sl_key_state_t s); /* "active", "expired", "revok
 
 /* --- Publishing to I/O threads ------------------------------------------------------------- */
 
-/* Holds the current table for many reader threads. A plain atomic pointer plus refcounts would
- * race (a reader loads the pointer, the reloader drops the last reference, the reader's ref
- * touches freed memory), so the holder takes a short lock to hand out references and bumps a
- * generation counter on every publish; a per-thread view re-acquires only when the generation
- * changed, so the steady-state cost of sl_keys_view_get is one atomic load. */
+/* Holds the current table for many reader threads: a typed sl_snapshot_t (core/snapshot.h).
+ * A plain atomic pointer plus refcounts would race (a reader loads the pointer, the reloader
+ * drops the last reference, the reader's ref touches freed memory), so the holder takes a short
+ * lock to hand out references and bumps a generation counter on every publish; a per-thread
+ * view re-acquires only when the generation changed, so the steady-state cost of
+ * sl_keys_view_get is one atomic load. */
 typedef struct sl_keys_holder sl_keys_holder_t;
 
 /* Creates a holder publishing initial (its reference moves into the holder; may be NULL for
@@ -144,8 +146,7 @@ sl_keys_t *sl_keys_holder_acquire(sl_keys_holder_t *h);
 
 /* One reader thread's cached reference; zero-initialise it ({0}). */
 typedef struct sl_keys_view {
-    sl_keys_t *table;
-    uint64_t gen;
+    sl_snapshot_view_t snap; /* private */
 } sl_keys_view_t;
 
 /* The current table for this view's thread (NULL when none is published), refreshed if a newer

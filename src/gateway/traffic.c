@@ -4,9 +4,9 @@
 #include "gateway/traffic.h"
 
 #include "core/log.h"
+#include "core/snapshot.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -478,60 +478,46 @@ int sl_traffic_set_parse_text(const char *file, const void *data, size_t len,
 
 /* ---- holder -------------------------------------------------------------------------------- */
 
+/* The holder is a core snapshot of sets that never holds NULL (NULL publishes an empty set);
+ * these adapt the typed refcount to its callbacks. */
+static void set_ref_cb(void *s) {
+    sl_traffic_set_ref(s);
+}
+static void set_unref_cb(void *s) {
+    sl_traffic_set_unref(s);
+}
+
 struct sl_traffic_holder {
-    pthread_mutex_t mu;
-    sl_traffic_set_t *cur; /* under mu */
-    _Atomic uint64_t gen;  /* bumped under mu on every publish; starts at 1 */
+    sl_snapshot_t *snap;
 };
 
 sl_traffic_holder_t *sl_traffic_holder_new(sl_traffic_set_t *initial) {
     sl_traffic_holder_t *h = sl_calloc(1, sizeof *h);
-    pthread_mutex_init(&h->mu, NULL);
-    h->cur = initial ? initial : sl_traffic_set_empty();
-    atomic_init(&h->gen, 1);
+    h->snap = sl_snapshot_new(set_ref_cb, set_unref_cb, initial ? initial : sl_traffic_set_empty());
     return h;
 }
 
 void sl_traffic_holder_free(sl_traffic_holder_t *h) {
     if (!h) return;
-    sl_traffic_set_unref(h->cur);
-    pthread_mutex_destroy(&h->mu);
+    sl_snapshot_free(h->snap);
     free(h);
 }
 
 void sl_traffic_holder_publish(sl_traffic_holder_t *h, sl_traffic_set_t *s) {
     if (!s) s = sl_traffic_set_empty();
-    pthread_mutex_lock(&h->mu);
-    sl_traffic_set_t *old = h->cur;
-    h->cur = s;
-    atomic_fetch_add_explicit(&h->gen, 1, memory_order_release);
-    pthread_mutex_unlock(&h->mu);
-    SL_INFO("gateway", "traffic policies published", SL_LF_U("policies", s->n));
-    sl_traffic_set_unref(old);
+    size_t n = s->n; /* read before publishing: the holder may drop s once it is replaced */
+    sl_snapshot_publish(h->snap, s);
+    SL_INFO("gateway", "traffic policies published", SL_LF_U("policies", n));
 }
 
 sl_traffic_set_t *sl_traffic_holder_acquire(sl_traffic_holder_t *h) {
-    pthread_mutex_lock(&h->mu);
-    sl_traffic_set_t *s = sl_traffic_set_ref(h->cur);
-    pthread_mutex_unlock(&h->mu);
-    return s;
+    return sl_snapshot_acquire(h->snap);
 }
 
 const sl_traffic_set_t *sl_traffic_view_get(sl_traffic_holder_t *h, sl_traffic_view_t *v) {
-    uint64_t gen = atomic_load_explicit(&h->gen, memory_order_acquire);
-    if (v->set && v->gen == gen) return v->set;
-    pthread_mutex_lock(&h->mu);
-    sl_traffic_set_t *s = sl_traffic_set_ref(h->cur);
-    gen = atomic_load_explicit(&h->gen, memory_order_relaxed);
-    pthread_mutex_unlock(&h->mu);
-    sl_traffic_set_unref(v->set);
-    v->set = s;
-    v->gen = gen;
-    return s;
+    return sl_snapshot_view_get(h->snap, &v->snap);
 }
 
 void sl_traffic_view_release(sl_traffic_view_t *v) {
-    sl_traffic_set_unref(v->set);
-    v->set = NULL;
-    v->gen = 0;
+    sl_snapshot_view_release(&v->snap);
 }

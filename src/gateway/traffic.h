@@ -27,6 +27,7 @@
 
 #include "core/buf.h"
 #include "core/common.h"
+#include "core/snapshot.h"
 #include "core/yaml_doc.h"
 
 #include <stdbool.h>
@@ -138,11 +139,11 @@ uint64_t sl_traffic_sticky_hash(sl_str_t model, sl_str_t key);
 
 /* --- Hot reload ---------------------------------------------------------------------------- */
 
-/* Holds the current set for many I/O threads. A plain atomic pointer plus refcounts would race
- * (a reader loads the pointer, the reloader drops the last reference, the reader's ref touches
- * freed memory), so the holder hands out references under a short lock and bumps a generation
- * on every publish; a per-thread view re-acquires only when the generation changed, so the
- * steady-state cost of sl_traffic_view_get is one atomic load. */
+/* Holds the current set for many I/O threads: a typed sl_snapshot_t (core/snapshot.h). A plain
+ * atomic pointer plus refcounts would race (a reader loads the pointer, the reloader drops the last
+ * reference, the reader's ref touches freed memory), so the holder hands out references under a
+ * short lock and bumps a generation on every publish; a per-thread view re-acquires only when the
+ * generation changed, so the steady-state cost of sl_traffic_view_get is one atomic load. */
 typedef struct sl_traffic_holder sl_traffic_holder_t;
 
 /* Creates a holder publishing initial (the caller's reference moves in; NULL: an empty set).
@@ -158,8 +159,7 @@ sl_traffic_set_t *sl_traffic_holder_acquire(sl_traffic_holder_t *h);
 
 /* One reader thread's cached reference; zero-initialise it ({0}). */
 typedef struct sl_traffic_view {
-    sl_traffic_set_t *set;
-    uint64_t gen;
+    sl_snapshot_view_t snap; /* private */
 } sl_traffic_view_t;
 
 /* The current set (never NULL), re-acquired only when a new one was published. Borrowed from
