@@ -6,7 +6,8 @@
 #include <string.h>
 
 static const sl_cli_command_t *const commands[] = {
-    &sl_cmd_serve, &sl_cmd_config, &sl_cmd_health, &sl_cmd_model, &sl_cmd_models, &sl_cmd_keys, &sl_cmd_version, &sl_cmd_help,
+    &sl_cmd_serve,  &sl_cmd_config, &sl_cmd_health,  &sl_cmd_model,
+    &sl_cmd_models, &sl_cmd_keys,   &sl_cmd_version, &sl_cmd_help,
 };
 
 const sl_cli_command_t *sl_cli_find(const char *name) {
