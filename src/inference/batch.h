@@ -5,7 +5,7 @@
 #ifndef SL_BATCH_H
 #define SL_BATCH_H
 
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 #include "inference/model_config.h"
 
 #include <sluice/backend.h>

@@ -4,7 +4,7 @@
 #ifndef SL_RESP_CACHE_H
 #define SL_RESP_CACHE_H
 
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 typedef struct sl_resp_cache sl_resp_cache_t;
 

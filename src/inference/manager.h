@@ -14,7 +14,7 @@
 
 #include "core/buf.h"
 #include "core/runtime.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 #include "inference/model_config.h"
 #include "inference/stats.h"
 

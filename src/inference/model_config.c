@@ -42,12 +42,17 @@
 
 #include "core/common.h"
 #include "core/yaml_doc.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The OIP codecs refuse requests with more tensors than the wire limit, so no model may need
+ * more. */
+_Static_assert(SL_MODEL_MAX_TENSORS <= SL_OIP_MAX_TENSORS,
+               "a model may declare more tensors than an OIP request can carry");
 
 #define MAX_NAME_BYTES  256
 #define MAX_BATCH       65536

@@ -4,7 +4,7 @@
 #define SL_OIP_GRPC_INTERNAL_H
 
 #include "core/grpc.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include <protobuf-c/protobuf-c.h>
 

@@ -1,12 +1,12 @@
 /* The Open Inference Protocol over REST: the /v2 routes (health, server and model metadata,
  * infer with JSON or binary tensors, Triton's repository, configuration and statistics
  * extensions). Handlers only translate between HTTP and the model manager; the codec is
- * oip_json.c. Errors are OIP's {"error": "message"}. */
+ * oip/oip_json.h. Errors are OIP's {"error": "message"}. */
 #include "inference/oip.h"
 
 #include "core/json.h"
 #include "core/log.h"
-#include "inference/oip_json.h"
+#include "oip/oip_json.h"
 
 #include <inttypes.h>
 #include <stdio.h>

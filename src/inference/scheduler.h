@@ -5,7 +5,7 @@
 #ifndef SL_SCHEDULER_H
 #define SL_SCHEDULER_H
 
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 #include "inference/model_config.h"
 #include "inference/stats.h"
 

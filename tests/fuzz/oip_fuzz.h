@@ -5,7 +5,7 @@
 #define SL_OIP_FUZZ_H
 
 #include "core/json.h"
-#include "inference/oip_json.h"
+#include "oip/oip_json.h"
 
 #include <stdlib.h>
 #include <string.h>

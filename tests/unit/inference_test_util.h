@@ -5,7 +5,7 @@
 #ifndef SL_INFERENCE_TEST_UTIL_H
 #define SL_INFERENCE_TEST_UTIL_H
 
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * lookups and stores. */
 #include "core/common.h"
 #include "inference/cache.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include <pthread.h>
 #include <setjmp.h>

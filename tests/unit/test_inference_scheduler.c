@@ -5,7 +5,7 @@
 #include "core/common.h"
 #include "core/metrics.h"
 #include "inference/batch.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 #include "inference/model_config.h"
 #include "inference/scheduler.h"
 #include "inference/stats.h"

@@ -1,7 +1,7 @@
-/* Unit tests of the OIP REST codec (inference/oip_json): every datatype from JSON and back,
+/* Unit tests of the OIP REST codec (oip/oip_json): every datatype from JSON and back,
  * nested and flat data, binary tensors in and out, request parameters, and every error message
  * a client can get from the parser. */
-#include "inference/oip_json.h"
+#include "oip/oip_json.h"
 
 #include "../fuzz/oip_fuzz.h"
 #include "core/json.h"

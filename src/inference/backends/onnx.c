@@ -4,7 +4,7 @@
 #include "engine/engine.h"
 #include "inference/backends.h"
 #include "inference/batch.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include "core/common.h"
 

@@ -6,7 +6,7 @@
 #include "core/json.h"
 #include "inference/backends.h"
 #include "inference/batch.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,9 @@
-/* The inference service's request and response: what the REST and gRPC front ends build from
- * the wire, what the scheduler queues and batches, and how an answer travels back to the I/O
- * thread that took the request. Datatypes are the backend ABI's (OIP names). */
-#ifndef SL_INFER_H
-#define SL_INFER_H
+/* The Open Inference Protocol's wire types, shared by every OIP user (the inference service's
+ * front ends and scheduler, the gateway): datatype names, the inference request with its arena,
+ * the response, client-visible error codes, and the hand-off of a finished request back to the
+ * I/O loop that took it. Datatypes are the backend ABI's (OIP names). Depends on core only. */
+#ifndef SL_OIP_TYPES_H
+#define SL_OIP_TYPES_H
 
 #include "core/common.h"
 #include "core/runtime.h"
@@ -10,6 +11,10 @@
 #include <sluice/backend.h>
 
 #include <stdint.h>
+
+/* Tensors per request or response: the most inputs or outputs a model may declare, so the codecs
+ * refuse more before anything is allocated for them. */
+#define SL_OIP_MAX_TENSORS 64
 
 /* Outcomes a client can see. Each maps to one HTTP status and one gRPC code. */
 typedef enum sl_infer_code {
@@ -48,6 +53,10 @@ bool sl_dtype_int_range(sluice_dtype_t t, int64_t *lo, int64_t *hi);
 /* Element count of dims (1 for ndim 0); -1 if any dim is negative or the product overflows
  * 2^62. */
 int64_t sl_dims_numel(const int64_t *dims, uint32_t ndim);
+
+/* Writes dims as "[2,16]" into buf of cap bytes (always terminated; a long shape is cut, which
+ * is fine for messages) and returns buf. */
+const char *sl_dims_str(const int64_t *dims, uint32_t ndim, char *buf, size_t cap);
 
 /* One input as received. data points either into the request's wire buffer (binary tensors,
  * raw_input_contents: borrowed, valid until the request is completed) or into the request's
@@ -126,7 +135,7 @@ struct sl_infer_request {
     /* Timestamps (sl_now_ns clock) filled along the way, for metrics and statistics. */
     uint64_t t_received_ns, t_queued_ns, t_compute_start_ns, t_compute_end_ns;
 
-    /* Internal to infer.c: the arena and the completion hand-off. */
+    /* Internal to oip_types.c: the arena and the completion hand-off. */
     struct sl_infer_arena *arena_;
     sl_infer_response_t *resp_;
     sl_infer_error_t err_;

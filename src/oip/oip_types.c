@@ -1,9 +1,10 @@
-/* Requests and responses of the inference service: datatype names, the per-request arena, and
+/* The OIP wire types (src/oip): datatype names, client-visible codes, the per-request arena, and
  * the hand-off of a finished request back to the I/O thread that took it. */
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 #include "core/grpc.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,15 @@ int64_t sl_dims_numel(const int64_t *dims, uint32_t ndim) {
         n *= dims[i];
     }
     return n;
+}
+
+const char *sl_dims_str(const int64_t *dims, uint32_t ndim, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (uint32_t i = 0; i < ndim && n < cap; i++) {
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%" PRId64 : "%" PRId64, dims[i]);
+    }
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
 }
 
 /* ---- the request arena: a chain of blocks, freed in one call ---- */

@@ -1,7 +1,7 @@
 /* The Open Inference Protocol's REST response encoder: an sl_infer_response_t as JSON, with the
  * outputs the request asked for as binary appended after it (Triton's binary tensor extension).
  * oip_rest.c calls it on the I/O thread; the request decoder is oip_json.c. */
-#include "inference/oip_json.h"
+#include "oip/oip_json.h"
 
 #include "core/log.h"
 
@@ -66,7 +66,7 @@ static void write_bytes_data(const sl_infer_output_t *o, sl_buf_t *out) {
         off += 4 + (uint64_t)n;
     }
     if (off != o->byte_size) {
-        SL_ERROR("inference", "malformed BYTES output from the backend", SL_LF_S("output", o->name),
+        SL_ERROR("oip", "malformed BYTES output from the backend", SL_LF_S("output", o->name),
                  SL_LF_U("byte_size", o->byte_size));
     }
 }

@@ -2,15 +2,13 @@
  * nested arrays, or as binary sections after the JSON: Triton's binary tensor extension) into an
  * sl_infer_request_t. oip_rest.c calls it on the I/O thread; the fuzzers call it on arbitrary
  * bytes. The response writer is oip_json_write.c. */
-#include "inference/oip_json.h"
+#include "oip/oip_json.h"
 
 #include "core/json.h"
-#include "inference/model_config.h"
 
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,33 +18,15 @@
 
 /* Limits beyond those of the JSON parser and the HTTP body: tensors per request, name and id
  * lengths, and elements per tensor (so shape arithmetic never overflows). */
-#define OIP_MAX_TENSORS  SL_MODEL_MAX_TENSORS
+#define OIP_MAX_TENSORS  SL_OIP_MAX_TENSORS
 #define OIP_MAX_NAME     256
 #define OIP_MAX_ID       1024
 #define OIP_MAX_ELEMENTS (INT64_C(1) << 32)
 /* Integers above this are not exact in a double, which is all cJSON keeps of a number. */
 #define OIP_EXACT_LIMIT 9007199254740992.0 /* 2^53 */
 
-/* "[2,3]" into buf (always terminated; long shapes are cut, which is fine for messages). */
-static const char *shape_str(const int64_t *dims, uint32_t ndim, char *buf, size_t cap) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (uint32_t i = 0; i < ndim && n < cap; i++) {
-        n += (size_t)snprintf(buf + n, cap - n, i ? ",%" PRId64 : "%" PRId64, dims[i]);
-    }
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-    return buf;
-}
-
-static sl_infer_code_t invalid(sl_infer_error_t *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static sl_infer_code_t invalid(sl_infer_error_t *err, const char *fmt, ...) {
-    err->code = SL_INFER_INVALID;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    return SL_INFER_INVALID;
-}
+/* Every parse error is the client's: 400 with a message naming the field. */
+#define invalid(err, ...) sl_infer_error_set((err), SL_INFER_INVALID, __VA_ARGS__)
 
 /* ---- decoding one input's JSON data ---- */
 
@@ -202,7 +182,7 @@ static sl_infer_code_t walk_nested(decoder_t *d, const cJSON *node, uint32_t lev
         if (cJSON_IsArray(node)) {
             char s[96];
             return invalid(d->err, "input '%s': data is nested deeper than shape %s", in->name,
-                           shape_str(in->dims, in->ndim, s, sizeof s));
+                           sl_dims_str(in->dims, in->ndim, s, sizeof s));
         }
         return element(d, node);
     }
@@ -211,7 +191,7 @@ static sl_infer_code_t walk_nested(decoder_t *d, const cJSON *node, uint32_t lev
         return invalid(d->err,
                        "input '%s': nested data does not match shape %s (a value where "
                        "dimension %u needs an array of %" PRId64 ")",
-                       in->name, shape_str(in->dims, in->ndim, s, sizeof s), level,
+                       in->name, sl_dims_str(in->dims, in->ndim, s, sizeof s), level,
                        in->dims[level]);
     }
     int64_t count = 0;
@@ -223,7 +203,7 @@ static sl_infer_code_t walk_nested(decoder_t *d, const cJSON *node, uint32_t lev
         return invalid(d->err,
                        "input '%s': nested data does not match shape %s (dimension %u has %" PRId64
                        " entries, expected %" PRId64 ")",
-                       in->name, shape_str(in->dims, in->ndim, s, sizeof s), level, count,
+                       in->name, sl_dims_str(in->dims, in->ndim, s, sizeof s), level, count,
                        in->dims[level]);
     }
     cJSON_ArrayForEach(c, node) {
@@ -278,7 +258,7 @@ static sl_infer_code_t decode_json_data(sl_infer_request_t *req, sl_infer_input_
         if (count != numel) {
             return invalid(err,
                            "input '%s': data has %" PRId64 " elements, shape %s needs %" PRId64,
-                           in->name, count, shape_str(in->dims, in->ndim, s, sizeof s), numel);
+                           in->name, count, sl_dims_str(in->dims, in->ndim, s, sizeof s), numel);
         }
     }
     decoder_t d = {.in = in, .err = err};
@@ -327,7 +307,7 @@ static sl_infer_code_t check_binary_bytes(const sl_infer_input_t *in, int64_t nu
         return invalid(err,
                        "input '%s': binary BYTES data holds %" PRIu64
                        " elements, shape %s needs %" PRId64,
-                       in->name, count, shape_str(in->dims, in->ndim, s, sizeof s), numel);
+                       in->name, count, sl_dims_str(in->dims, in->ndim, s, sizeof s), numel);
     }
     return SL_INFER_OK;
 }
@@ -357,7 +337,7 @@ static sl_infer_code_t parse_shape(sl_infer_input_t *in, const cJSON *shape, int
     if (n < 0 || n > OIP_MAX_ELEMENTS) {
         char s[96];
         return invalid(err, "input '%s': shape %s has too many elements (at most %" PRId64 ")",
-                       in->name, shape_str(in->dims, in->ndim, s, sizeof s), OIP_MAX_ELEMENTS);
+                       in->name, sl_dims_str(in->dims, in->ndim, s, sizeof s), OIP_MAX_ELEMENTS);
     }
     *numel = n;
     return SL_INFER_OK;
@@ -438,7 +418,7 @@ static sl_infer_code_t parse_input(sl_infer_request_t *req, const cJSON *jin, si
         return invalid(err,
                        "input '%s': binary_data_size is %" PRIu64 " bytes, shape %s of %s needs "
                        "%" PRIu64,
-                       in->name, in->byte_size, shape_str(in->dims, in->ndim, s, sizeof s),
+                       in->name, in->byte_size, sl_dims_str(in->dims, in->ndim, s, sizeof s),
                        sl_dtype_to_name(in->dtype), (uint64_t)numel * esize);
     }
     pend[*n_pend].input = req->n_inputs - 1;

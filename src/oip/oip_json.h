@@ -7,7 +7,7 @@
 #define SL_OIP_JSON_H
 
 #include "core/buf.h"
-#include "inference/infer.h"
+#include "oip/oip_types.h"
 
 /* Parses body[0..len) into req (model name/version are set by the caller from the path).
  * header_len: the Inference-Header-Content-Length value, or -1 when the header is absent (the
