@@ -31,6 +31,9 @@ typedef struct sl_component {
     void (*start)(void *state);
     /* A graceful stop began: stop taking new work. Optional. */
     void (*stop)(void *state);
+    /* The config file was reloaded (on the main loop's thread): re-read what the component
+     * parses itself from cfg->path (cfg is the live config). Optional. */
+    void (*reload)(void *state, const sl_config_t *cfg);
     /* After the runtime stopped. */
     void (*free)(void *state);
     sl_health_t *(*health)(void *state);
@@ -41,6 +44,11 @@ extern const sl_component_t sl_component_gateway, sl_component_features, sl_comp
 
 /* All components in start order (stop order is the reverse); n receives the count. */
 const sl_component_t *const *sl_components(size_t *n);
+
+/* A path from the command line (as given: relative to the working directory) or from a config
+ * option (relative to the config file's directory, so a config works from anywhere). NULL when
+ * neither names one. Caller frees. */
+char *sl_app_path(const char *flag, const char *option, const char *config_path);
 
 /* A component's standard service (health, metrics, optional gRPC) from the config's server,
  * HTTP and gRPC limits. NULL with a message in err when a listener cannot open. */

@@ -4,6 +4,7 @@
 #include "app.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const sl_component_t *const table[] = {
     &sl_component_registry, &sl_component_features, &sl_component_inference,
@@ -13,6 +14,16 @@ static const sl_component_t *const table[] = {
 const sl_component_t *const *sl_components(size_t *n) {
     *n = sizeof table / sizeof table[0];
     return table;
+}
+
+char *sl_app_path(const char *flag, const char *option, const char *config_path) {
+    if (flag && flag[0]) return sl_strdup(flag);
+    if (!option || !option[0]) return NULL;
+    const char *slash = config_path ? strrchr(config_path, '/') : NULL;
+    if (option[0] == '/' || !slash) return sl_strdup(option);
+    sl_buf_t b = SL_BUF_INIT;
+    sl_buf_printf(&b, "%.*s/%s", (int)(slash - config_path), config_path, option);
+    return b.data;
 }
 
 typedef struct basic_component {

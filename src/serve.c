@@ -136,6 +136,9 @@ static void on_sighup(uv_signal_t *h, int signum) {
 static void on_config_apply(const sl_config_t *cfg, void *arg) {
     serve_t *s = arg;
     if (s->app.tracer) sl_tracer_set_sample_ratio(s->app.tracer, cfg->tracing.sample_ratio);
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->comps[i]->reload) s->comps[i]->reload(s->states[i], cfg);
+    }
 }
 
 static bool load_config(const char *path, sl_config_t *cfg) {

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Status codes: 0 is success, every error is negative. "Again" and "declined" are not errors
  * but outcomes event-driven code must tell apart (nginx's NGX_AGAIN / NGX_DECLINED). */
@@ -62,6 +63,10 @@ typedef struct sl_str {
 } sl_str_t;
 
 #define SL_STR(lit) ((sl_str_t){(lit), sizeof(lit) - 1})
+/* The range of a NUL-terminated string (borrowed). */
+static inline sl_str_t sl_str_c(const char *s) {
+    return (sl_str_t){s, strlen(s)};
+}
 bool sl_str_eq(sl_str_t a, const char *lit);
 bool sl_str_ieq(sl_str_t a, const char *lit); /* ASCII case-insensitive */
 /* Levenshtein distance between the NUL-terminated strings a and b (both borrowed), for "did you

@@ -258,6 +258,15 @@ static bool is_section(const char *prefix) {
     return false;
 }
 
+static bool is_owned(const char *name) {
+    size_t n;
+    const sl_config_owned_key_t *keys = sl_config_owned_keys(&n);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(keys[i].name, name) == 0) return true;
+    }
+    return false;
+}
+
 /* Appends " (did you mean 'x'?)" when a known option or section is close to name. */
 static void suggest(sl_buf_t *msg, const char *name) {
     size_t n, len = strlen(name);
@@ -287,6 +296,15 @@ static void suggest(sl_buf_t *msg, const char *name) {
                 }
             }
             if (*p == '\0') break;
+        }
+    }
+    size_t n_owned;
+    const sl_config_owned_key_t *owned = sl_config_owned_keys(&n_owned);
+    for (size_t i = 0; i < n_owned; i++) {
+        size_t d = sl_str_edit_distance(name, owned[i].name);
+        if (d < best_d && strlen(owned[i].name) < sizeof best) {
+            best_d = d;
+            strcpy(best, owned[i].name);
         }
     }
     size_t limit = len >= 10 ? 3 : len >= 4 ? 2 : 1;
@@ -481,6 +499,12 @@ static void walk_value(loader_t *L, const char *full, size_t line, bool top, boo
             L->opt_line[idx] = line;
         }
         set_option(L, opt, line);
+        skip_node(L);
+        return;
+    }
+    if (!dotted && is_owned(full)) {
+        size_t first = section_seen(L, full, line);
+        if (first) error_at(L, line, "duplicate key '%s' (first set on line %zu)", full, first);
         skip_node(L);
         return;
     }

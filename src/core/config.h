@@ -47,6 +47,8 @@ typedef struct sl_config {
     } tracing;
     struct {
         uint16_t http_port;
+        char *keys_file;             /* "" = no keys file */
+        uint32_t reload_interval_ms; /* keys file poll */
     } gateway;
     struct {
         uint16_t http_port;
@@ -157,6 +159,15 @@ void sl_config_option_copy(const sl_config_option_t *opt, sl_config_t *dst, cons
 void sl_config_option_format(const sl_config_option_t *opt, const sl_config_t *cfg, sl_buf_t *out);
 /* Appends a type's name for docs and messages ("duration", "size", ...). */
 const char *sl_config_type_name(sl_config_type_t type);
+
+/* Keys under a section whose values are nested structures parsed by the component that owns
+ * them, from the same file (the gateway's pools, limits, routes...): the loader accepts any
+ * value there without looking inside, and the component reports its own file:line errors. */
+typedef struct sl_config_owned_key {
+    const char *name; /* "gateway.upstreams" */
+    const char *doc;
+} sl_config_owned_key_t;
+const sl_config_owned_key_t *sl_config_owned_keys(size_t *n);
 
 /* Counts the options that need a restart (not reloadable) whose values differ between a and b;
  * when names is not NULL, appends their names to it separated by ", ". */

@@ -117,6 +117,10 @@ static const sl_config_option_t options[] = {
 
     NUM("gateway.http_port", PORT, gateway.http_port, 8080, 0, 65535,
         "Gateway public HTTP port (REST, /metrics, health)."),
+    STR("gateway.keys_file", gateway.keys_file, "", 0, 4096,
+        "API keys file (`sluice keys`), relative to this file; \"\" = no keys: every request is refused 401."),
+    NUM("gateway.reload_interval", DURATION, gateway.reload_interval_ms, 2 * MS_S, 100, MS_H,
+        "How often the gateway checks the keys file for changes (its policies reload with this file)."),
     NUM("inference.http_port", PORT, inference.http_port, 8000, 0, 65535,
         "Inference HTTP port (Open Inference Protocol REST, /metrics, health)."),
     NUM("inference.grpc_port", PORT, inference.grpc_port, 8001, 0, 65535,
@@ -160,6 +164,23 @@ static const struct {
     {"worker", "The batch worker."},
     {"debug", "Switches for benchmarks and troubleshooting; keep them off in production."},
 };
+
+/* Keys whose values are nested, data-driven structures that the owning component parses from
+ * the same file itself (see sl_config_owned_keys in config.h). */
+static const sl_config_owned_key_t owned_keys[] = {
+    {"gateway.upstreams", "Inference pools: endpoints, timeouts, retries, breakers, ejection."},
+    {"gateway.limits", "Rate-limit classes, daily quotas per tier, peak hours, local or Redis."},
+    {"gateway.routes", "Per-model routing of the /v2 API: pool, timeout, fallback, fault injection."},
+    {"gateway.pipelines", "POST /v1/predict/{name}: named fields to a model's tensors and back."},
+    {"gateway.traffic", "Per-model version splits, sticky A/B, shadow traffic, override header."},
+    {"gateway.access_log", "Access log sampling, logged fields and PII scrubbing."},
+    {"gateway.fallback_cache", "Bounds of the last-good-answer cache behind fallbacks."},
+};
+
+const sl_config_owned_key_t *sl_config_owned_keys(size_t *n) {
+    *n = SL_ARRAY_LEN(owned_keys);
+    return owned_keys;
+}
 
 const sl_config_option_t *sl_config_options(size_t *n) {
     *n = SL_ARRAY_LEN(options);
@@ -753,6 +774,18 @@ void sl_config_docs_markdown(sl_buf_t *out) {
             sl_buf_puts(out, "` | ");
             docs_bounds(o, out);
             sl_buf_printf(out, " | %s | %s |\n", o->reloadable ? "yes" : "no", o->doc);
+        }
+        bool any = false;
+        for (size_t i = 0; i < SL_ARRAY_LEN(owned_keys); i++) {
+            const sl_config_owned_key_t *k = &owned_keys[i];
+            if (strncmp(k->name, sections[s].name, sl) != 0 || k->name[sl] != '.') continue;
+            if (!any) {
+                sl_buf_printf(out, "\nNested sections that the %s parses itself (reloaded with "
+                                   "the file; docs/%s.md describes them):\n\n",
+                              sections[s].name, sections[s].name);
+                any = true;
+            }
+            sl_buf_printf(out, "- `%s`: %s\n", k->name, k->doc);
         }
     }
     sl_config_free(&def);

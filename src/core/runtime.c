@@ -74,6 +74,11 @@ struct sl_runtime {
     bool ran;
     sl_runtime_hook_cb on_started, on_stopping, on_stopped;
     void *on_started_arg, *on_stopping_arg, *on_stopped_arg;
+    struct {
+        sl_loop_hook_cb cb;
+        void *arg;
+    } loop_finish[SL_RUNTIME_MAX_LOOP_HOOKS];
+    unsigned n_loop_finish;
 };
 
 static _Thread_local sl_loop_t *t_current_loop;
@@ -327,6 +332,8 @@ static void loop_finish(sl_loop_t *l) {
     l->posts_closed = true;
     pthread_mutex_unlock(&l->mu);
     run_tasks(&l->async); /* what was posted before closing still runs */
+    for (unsigned i = 0; i < l->rt->n_loop_finish; i++)
+        l->rt->loop_finish[i].cb(l, l->rt->loop_finish[i].arg);
     uv_close((uv_handle_t *)&l->async, NULL);
 }
 
@@ -456,6 +463,13 @@ void sl_runtime_on_started(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg) {
 void sl_runtime_on_stopping(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg) {
     rt->on_stopping = cb;
     rt->on_stopping_arg = arg;
+}
+
+void sl_runtime_on_loop_finish(sl_runtime_t *rt, sl_loop_hook_cb cb, void *arg) {
+    SL_ASSERT(!rt->running && rt->n_loop_finish < SL_RUNTIME_MAX_LOOP_HOOKS);
+    rt->loop_finish[rt->n_loop_finish].cb = cb;
+    rt->loop_finish[rt->n_loop_finish].arg = arg;
+    rt->n_loop_finish++;
 }
 
 void sl_runtime_on_stopped(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg) {

@@ -103,6 +103,15 @@ void sl_runtime_on_started(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg);
 void sl_runtime_on_stopping(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg);
 void sl_runtime_on_stopped(sl_runtime_t *rt, sl_runtime_hook_cb cb, void *arg);
 
+/* Per-loop shutdown: cb(loop, arg) runs on each I/O loop's thread once that loop has no
+ * connections left (after the drain, or when a forced stop closed them), before the thread
+ * ends. Close what a component keeps per loop here (upstream clients, timers): the thread runs
+ * until their handles have closed. Register before sl_runtime_run; at most
+ * SL_RUNTIME_MAX_LOOP_HOOKS, run in registration order. */
+#define SL_RUNTIME_MAX_LOOP_HOOKS 8
+typedef void (*sl_loop_hook_cb)(sl_loop_t *loop, void *arg);
+void sl_runtime_on_loop_finish(sl_runtime_t *rt, sl_loop_hook_cb cb, void *arg);
+
 /* The main thread's loop (signals, config watch, exporters). Valid until sl_runtime_free. */
 uv_loop_t *sl_runtime_main_loop(sl_runtime_t *rt);
 

@@ -21,23 +21,10 @@ static sl_health_status_t models_check(void *arg, sl_buf_t *detail) {
     return SL_HEALTH_DOWN;
 }
 
-/* A directory from the command line (as given: relative to the working directory) or from the
- * config file (relative to the file's directory, so a config works from anywhere). NULL when
- * neither names one. Caller frees. */
-static char *resolve_dir(const char *flag, const char *option, const char *config_path) {
-    if (flag && flag[0]) return sl_strdup(flag);
-    if (!option || !option[0]) return NULL;
-    const char *slash = config_path ? strrchr(config_path, '/') : NULL;
-    if (option[0] == '/' || !slash) return sl_strdup(option);
-    sl_buf_t b = SL_BUF_INIT;
-    sl_buf_printf(&b, "%.*s/%s", (int)(slash - config_path), config_path, option);
-    return b.data;
-}
-
 static int init(sl_app_t *app, void **state, sl_buf_t *err) {
     const sl_config_t *cfg = app->cfg;
-    char *repo = resolve_dir(app->model_repository, cfg->inference.model_repository, cfg->path);
-    char *backends = resolve_dir(app->backend_dir, cfg->inference.backend_dir, cfg->path);
+    char *repo = sl_app_path(app->model_repository, cfg->inference.model_repository, cfg->path);
+    char *backends = sl_app_path(app->backend_dir, cfg->inference.backend_dir, cfg->path);
     sl_mm_opts_t mo = {
         .repository = repo,
         .backend_dir = backends,

@@ -7,6 +7,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "oip/oip_json.h"
+#include "oip/oip_path.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,7 +20,6 @@ const char *const sl_oip_extensions[] = {
 };
 const size_t sl_oip_extensions_n = SL_ARRAY_LEN(sl_oip_extensions);
 
-#define NAME_MAX_LEN 255
 #define JSON_TYPE    "application/json"
 
 /* ---- responses ---- */
@@ -56,83 +56,13 @@ static void respond_empty(sl_http_req_t *r, int status) {
 
 /* ---- paths ---- */
 
-/* Model names and versions in paths: [A-Za-z0-9_.-] (versions also '+', semver build). */
-static bool name_ok(sl_str_t s, bool version) {
-    if (s.len == 0 || s.len > NAME_MAX_LEN) return false;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.ptr[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-' || (version && c == '+');
-        if (!ok) return false;
-    }
-    return true;
-}
-
-/* Splits s at '/' into at most max segments; returns the count, or max + 1 when there are
- * more. */
-static size_t split(sl_str_t s, sl_str_t *seg, size_t max) {
-    size_t n = 0, start = 0;
-    for (size_t i = 0; i <= s.len; i++) {
-        if (i == s.len || s.ptr[i] == '/') {
-            if (n == max) return max + 1;
-            seg[n++] = (sl_str_t){s.ptr + start, i - start};
-            start = i + 1;
-        }
-    }
-    return n;
-}
-
-typedef struct model_path {
-    char model[NAME_MAX_LEN + 1];
-    char version[NAME_MAX_LEN + 1]; /* "" when the path names none */
-    sl_str_t action;                /* "", "ready", "infer", "config", "stats" */
-} model_path_t;
-
-static void copy_str(char *dst, sl_str_t s) {
-    memcpy(dst, s.ptr, s.len);
-    dst[s.len] = '\0';
-}
-
-/* Parses {m}[/versions/{v}][/action] (the rest of /v2/models/...). Answers the request and
- * returns false when the path is not one of ours. */
-static bool parse_model_path(sl_http_req_t *r, sl_str_t rest, model_path_t *p) {
-    sl_str_t seg[4];
-    size_t n = split(rest, seg, 4);
-    memset(p, 0, sizeof *p);
-    p->action = (sl_str_t){"", 0};
-    bool shape_ok = false;
-    if (n == 1 || n == 2) {
-        shape_ok = true;
-        if (n == 2) p->action = seg[1];
-    } else if ((n == 3 || n == 4) && sl_str_eq(seg[1], "versions")) {
-        shape_ok = true;
-        if (n == 4) p->action = seg[3];
-    }
-    if (shape_ok && p->action.len > 0 && !sl_str_eq(p->action, "ready") &&
-        !sl_str_eq(p->action, "infer") && !sl_str_eq(p->action, "config") &&
-        !sl_str_eq(p->action, "stats")) {
-        shape_ok = false;
-    }
-    if (!shape_ok || seg[0].len == 0) {
-        respond_error(r, 404, "not found: no such endpoint under /v2/models");
-        return false;
-    }
-    if (!name_ok(seg[0], false)) {
-        respond_error(r, 400,
-                      "model name must be 1-255 characters of letters, digits, '_', '.' and '-'");
-        return false;
-    }
-    copy_str(p->model, seg[0]);
-    if (n >= 3) {
-        if (!name_ok(seg[2], true)) {
-            respond_error(r, 400,
-                          "model version must be 1-255 characters of letters, digits, "
-                          "'_', '.', '+' and '-'");
-            return false;
-        }
-        copy_str(p->version, seg[2]);
-    }
-    return true;
+/* Parses the rest of /v2/models/...; answers the request and returns false when it is not one
+ * of ours. */
+static bool parse_model_path(sl_http_req_t *r, sl_str_t rest, sl_oip_model_path_t *p) {
+    const char *msg;
+    int status = sl_oip_parse_model_path(rest, p, &msg);
+    if (status) respond_error(r, status, msg);
+    return status == 0;
 }
 
 static sl_str_t path_rest(const sl_http_req_t *r, const char *prefix) {
@@ -321,7 +251,7 @@ static int64_t header_length(const sl_http_req_t *r) {
     return n;
 }
 
-static void handle_infer(sl_http_req_t *r, sl_mm_t *mm, const model_path_t *p) {
+static void handle_infer(sl_http_req_t *r, sl_mm_t *mm, const sl_oip_model_path_t *p) {
     int64_t header_len = header_length(r);
     if (header_len == -2) {
         respond_error(r, 400, "Inference-Header-Content-Length must be a non-negative integer");
@@ -355,7 +285,7 @@ static void handle_models(sl_http_req_t *r, void *ctx) {
         model_stats(r, mm, NULL, NULL);
         return;
     }
-    model_path_t p;
+    sl_oip_model_path_t p;
     if (!parse_model_path(r, rest, &p)) return;
     bool infer = sl_str_eq(p.action, "infer");
     if (post != infer) {
@@ -474,16 +404,13 @@ static void control_done(int status, const char *message, void *arg) {
  * or the files (Triton's "config", "file:...") are refused: the repository is the source. */
 static void handle_repository_model(sl_http_req_t *r, void *ctx) {
     sl_mm_t *mm = ctx;
-    sl_str_t seg[2];
-    size_t n = split(path_rest(r, "/v2/repository/models/"), seg, 2);
-    bool load = n == 2 && sl_str_eq(seg[1], "load");
-    if (n != 2 || (!load && !sl_str_eq(seg[1], "unload"))) {
-        respond_error(r, 404, "not found: use /v2/repository/models/{model}/load or /unload");
-        return;
-    }
-    if (!name_ok(seg[0], false)) {
-        respond_error(r, 400,
-                      "model name must be 1-255 characters of letters, digits, '_', '.' and '-'");
+    char model[SL_OIP_NAME_MAX + 1];
+    bool load;
+    const char *msg;
+    int status = sl_oip_parse_repository_path(path_rest(r, "/v2/repository/models/"), model, &load,
+                                              &msg);
+    if (status) {
+        respond_error(r, status, msg);
         return;
     }
     cJSON *body;
@@ -509,12 +436,10 @@ static void handle_repository_model(sl_http_req_t *r, void *ctx) {
             return;
         }
     }
-    char name[NAME_MAX_LEN + 1];
-    copy_str(name, seg[0]);
     if (load) {
-        sl_mm_load(mm, name, sl_loop_current(), control_done, r);
+        sl_mm_load(mm, model, sl_loop_current(), control_done, r);
     } else {
-        sl_mm_unload(mm, name, sl_loop_current(), control_done, r);
+        sl_mm_unload(mm, model, sl_loop_current(), control_done, r);
     }
 }
 
