@@ -20,14 +20,15 @@ build: deps
 
 run: build
 	@echo "Starting Sluice (all components, $(CONFIG)); logs are JSON lines on stderr."
-	@echo "In another terminal try:"
-	@echo "  curl -s http://127.0.0.1:8080/healthz           # gateway health"
-	@echo "  curl -s -X POST http://127.0.0.1:8000/v2/repository/index   # the quickstart models"
-	@echo "  $(BUILD)/sluice models infer mlp_digits --input pixels=examples/models/mlp_digits/reference/input.pixels.npy"
-	@echo "  curl -s http://127.0.0.1:8000/metrics | head    # Prometheus metrics (inference)"
-	@echo "  curl -s -X POST -d '{\"hello\":1}' http://127.0.0.1:8080/v1/echo"
-	@echo "  $(BUILD)/sluice health http://127.0.0.1:8080      # exit 0 when ready"
-	@echo "Stop with Ctrl-C (graceful drain)."
+	@KEY=$$(scripts/quickstart-key $(BUILD)/sluice) && \
+	echo "Demo API key (tenant demo, scopes predict,admin; kept in examples/quickstart/demo-key.txt):" && \
+	echo "  $$KEY" && \
+	echo "In another terminal, score a card transaction through the gateway:" && \
+	echo "  curl -s -H 'Authorization: Bearer $$KEY' -d @examples/quickstart/transaction.json http://127.0.0.1:8080/v1/predict/fraud" && \
+	echo "or call a model with the Open Inference Protocol:" && \
+	echo "  curl -s -H 'Authorization: Bearer $$KEY' http://127.0.0.1:8080/v2/models/fraud_xgboost" && \
+	echo "More: curl -s http://127.0.0.1:8080/metrics | grep sluice_gateway; $(BUILD)/sluice keys list --file examples/quickstart/keys.json" && \
+	echo "Stop with Ctrl-C (graceful drain)."
 	@exec $(BUILD)/sluice serve --config $(CONFIG) --target all
 
 # Whole suite: release build, then the sanitizer build, then each fuzzer briefly.

@@ -31,6 +31,9 @@ typedef struct sl_component {
     void (*start)(void *state);
     /* A graceful stop began: stop taking new work. Optional. */
     void (*stop)(void *state);
+    /* `sluice config check`: validates what the component parses itself from cfg->path, appending
+     * "file:line: message" lines to err. Returns 0 or a negative status. Optional. */
+    int (*check)(const sl_config_t *cfg, sl_buf_t *err);
     /* The config file was reloaded (on the main loop's thread): re-read what the component
      * parses itself from cfg->path (cfg is the live config). Optional. */
     void (*reload)(void *state, const sl_config_t *cfg);

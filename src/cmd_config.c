@@ -1,5 +1,6 @@
 /* `sluice config check FILE` (validate offline: exit 0, or every error as file:line and exit 1)
  * and `sluice config docs` (print docs/configuration.md, generated from the option table). */
+#include "app.h"
 #include "cli.h"
 
 #include "core/config.h"
@@ -36,7 +37,17 @@ static int config_run(int argc, char **argv) {
     if (errs.truncated) fprintf(stderr, "%s: too many errors, stopped\n", argv[2]);
     sl_config_errors_free(&errs);
     if (rc != 0) return SL_EXIT_FAIL;
+    /* Sections that components parse themselves (the gateway's pools, limits, routes...). */
+    size_t n;
+    const sl_component_t *const *comps = sl_components(&n);
+    sl_buf_t err = SL_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        if (comps[i]->check && comps[i]->check(&cfg, &err) != 0) rc = SL_EINVAL;
+    }
+    if (err.len) fprintf(stderr, "%s%s", err.data, err.data[err.len - 1] == '\n' ? "" : "\n");
+    sl_buf_free(&err);
     sl_config_free(&cfg);
+    if (rc != 0) return SL_EXIT_FAIL;
     printf("%s: ok\n", argv[2]);
     return SL_EXIT_OK;
 }

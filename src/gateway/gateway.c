@@ -136,6 +136,19 @@ static int load_policy(gw_component_t *c, const char *path, sl_gw_policy_t **out
     return sl_gw_policy_load(path, c->default_endpoint, out, err);
 }
 
+static void default_endpoint(const sl_config_t *cfg, char out[64]) {
+    snprintf(out, 64, "127.0.0.1:%u", (unsigned)cfg->inference.grpc_port);
+}
+
+static int check(const sl_config_t *cfg, sl_buf_t *err) {
+    gw_component_t c = {0};
+    default_endpoint(cfg, c.default_endpoint);
+    sl_gw_policy_t *p;
+    int rc = load_policy(&c, cfg->path, &p, err);
+    sl_gw_policy_unref(rc == 0 ? p : NULL);
+    return rc;
+}
+
 static void reload(void *state, const sl_config_t *cfg) {
     gw_component_t *c = state;
     sl_gw_t *gw = &c->gw;
@@ -275,8 +288,7 @@ static int init(sl_app_t *app, void **state, sl_buf_t *err) {
     sl_gw_t *gw = &c->gw;
     gw->rt = app->rt;
     c->reload_interval_ms = cfg->gateway.reload_interval_ms;
-    snprintf(c->default_endpoint, sizeof c->default_endpoint, "127.0.0.1:%u",
-             (unsigned)cfg->inference.grpc_port);
+    default_endpoint(cfg, c->default_endpoint);
     sl_gw_policy_t *policy;
     if (load_policy(c, cfg->path, &policy, err) != 0) {
         free(c);
@@ -386,6 +398,7 @@ const sl_component_t sl_component_gateway = {
     .init = init,
     .start = start,
     .stop = stop,
+    .check = check,
     .reload = reload,
     .free = destroy,
     .health = health,

@@ -32,6 +32,7 @@ static void pack(gw_req_t *q, const ProtobufCMessage *m) {
 
 /* Records the call's outcome; returns false after answering when it failed. */
 static bool upstream_ok(gw_req_t *q, const sl_gw_call_result_t *r) {
+    q->up_ns = sl_now_ns() - q->up_start_ns;
     snprintf(q->endpoint, sizeof q->endpoint, "%s", r->endpoint ? r->endpoint : "");
     q->retries = r->attempts > 1 ? r->attempts - 1 : 0;
     if (r->code == SL_GRPC_OK) return true;

@@ -59,18 +59,24 @@ def wait_until(pred, timeout, what, interval=0.02):
 
 
 def yaml_dump(d, indent=0):
-    """A tiny YAML writer for nested dicts of scalars (enough for our configs)."""
+    """A tiny YAML writer for nested dicts of scalars; lists are written in flow style (JSON is
+    valid YAML) and keys quoted (so "*" is a key, not an alias), enough for our configs."""
     out = []
     for k, v in d.items():
-        if isinstance(v, dict):
-            out.append(" " * indent + f"{k}:")
+        key = " " * indent + json.dumps(str(k)) + ":"
+        if isinstance(v, (list, tuple)):
+            out.append(f"{key} {json.dumps(list(v))}")
+        elif isinstance(v, dict) and not v:
+            out.append(f"{key} {{}}")
+        elif isinstance(v, dict):
+            out.append(key)
             out.append(yaml_dump(v, indent + 2))
         elif isinstance(v, bool):
-            out.append(" " * indent + f"{k}: {'true' if v else 'false'}")
+            out.append(f"{key} {'true' if v else 'false'}")
         elif isinstance(v, str):
-            out.append(" " * indent + f"{k}: {json.dumps(v)}")
+            out.append(f"{key} {json.dumps(v)}")
         else:
-            out.append(" " * indent + f"{k}: {v}")
+            out.append(f"{key} {v}")
     return "\n".join(out)
 
 

@@ -6,7 +6,9 @@ import os
 import re
 import subprocess
 
-from conftest import REPO, SLUICE_BIN
+import requests
+
+from conftest import REPO, SLUICE_BIN, free_port, wait_until
 
 README = os.path.join(REPO, "README.md")
 
@@ -55,3 +57,54 @@ def test_readme_inference_tour_runs_as_written(sluice_factory):
             assert out.strip() == "200", out
         if "models list" in cmd:
             assert out.count("READY") == 6, out
+
+
+
+def test_readme_gateway_tour_runs_as_written(tmp_path):
+    """The block after <!-- tour:gateway --> as one bash script against inference + gateway with
+    the quickstart config, copied to a temporary directory (own ports, own keys file) so the
+    repository stays untouched."""
+    import shutil
+    import signal
+
+    text = open(README).read()
+    block = text.split("<!-- tour:gateway -->", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    quick = os.path.join(REPO, "examples", "quickstart")
+    copy = tmp_path / "quickstart"
+    copy.mkdir()
+    shutil.copy(os.path.join(quick, "transaction.json"), copy / "transaction.json")
+    os.symlink(os.path.join(quick, "models"), copy / "models")
+    gw, http, grpc = free_port(), free_port(), free_port()
+    cfg = open(os.path.join(quick, "sluice.yaml")).read()
+    cfg = cfg.replace("\ngateway:\n", f"\ngateway:\n  http_port: {gw}\n  reload_interval: 100ms\n")
+    cfg = cfg.replace("\ninference:\n", f"\ninference:\n  http_port: {http}\n  grpc_port: {grpc}\n")
+    (copy / "sluice.yaml").write_text(cfg)
+    key = subprocess.run([os.path.join(REPO, "scripts", "quickstart-key"), SLUICE_BIN, str(copy)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert key.startswith("slk_")
+    log = open(tmp_path / "stderr.log", "wb")
+    proc = subprocess.Popen([SLUICE_BIN, "serve", "--config", str(copy / "sluice.yaml"),
+                             "--target", "inference,gateway"], stdout=subprocess.DEVNULL,
+                            stderr=log)
+    try:
+        for port in (gw, http):
+            wait_until(lambda p=port: requests.get(f"http://127.0.0.1:{p}/readyz",
+                                                   timeout=1).status_code == 200, 20, "ready")
+        script = (block.replace("127.0.0.1:8080", f"127.0.0.1:{gw}")
+                  .replace("examples/quickstart/", f"{copy}/")
+                  .replace("./build/sluice", SLUICE_BIN))
+        r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+        out = r.stdout
+        assert re.search(r'"fraud_probability":0\.99', out), out
+        assert '"platform":"xgboost"' in out
+        assert re.search(r"(?i)ratelimit-policy: .*\"predict\"", out), out
+        assert re.search(r"unauthorized.* 401", out), out
+        assert re.search(r"'amount'.* 400", out), out
+        assert "slk_" in out and "acme" in out
+        assert '"versions":[' in out and '"upstreams":[' in out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        log.close()
