@@ -223,8 +223,9 @@ static void loop_finish(sl_loop_t *loop, void *arg) {
 static sl_health_status_t keys_check(void *arg, sl_buf_t *detail) {
     gw_component_t *c = arg;
     if (!c->keys_path) {
+        /* A deliberate setup (no clients yet), said at start-up and here. */
         sl_buf_puts(detail, "gateway.keys_file is not set: every request is refused (401)");
-        return SL_HEALTH_DEGRADED;
+        return SL_HEALTH_OK;
     }
     if (!c->keys_loaded) {
         sl_buf_puts(detail, "the keys file has not loaded (see the log): every request is "

@@ -31,8 +31,17 @@ gw_req_t *gw_req_new(sl_gw_t *gw, sl_http_req_t *http, gw_kind_t kind, const cha
     q->cost = 1;
     q->t0_ns = sl_now_ns();
     q->policy = sl_gw_policy_ref(sl_gw_policy_view_get(gw->policy, &q->gl->policy));
+    /* Inference's span becomes a child of the gateway's; with tracing off, a client's own
+     * (valid) traceparent still travels on, so its trace spans both services. */
     const sl_trace_ctx_t *tc = sl_http_req_trace(http);
-    if (tc) sl_traceparent_format(tc, q->traceparent);
+    sl_trace_ctx_t client;
+    if (!tc && sl_traceparent_parse(sl_http_req_header(http, "traceparent"), &client) == 0)
+        tc = &client;
+    if (tc) {
+        sl_traceparent_format(tc, q->traceparent);
+        sl_trace_id_hex(tc, q->trace_id);
+        sl_span_id_hex(tc, q->span_id);
+    }
     return q;
 }
 
@@ -98,6 +107,8 @@ static void access_log(gw_req_t *q, int status, size_t bytes_out) {
         .outcome = q->outcome,
         .degraded = q->degraded,
         .retries = q->retries,
+        .trace_id = q->trace_id[0] ? q->trace_id : NULL,
+        .span_id = q->span_id[0] ? q->span_id : NULL,
         .field_cb = lookup_field,
         .header_cb = lookup_header,
         .cb_ctx = q,
@@ -284,9 +295,6 @@ static bool upstream_down(const sl_gw_call_result_t *r) {
 }
 
 void gw_respond_upstream_error(gw_req_t *q, const sl_gw_call_result_t *r) {
-    char trace[33] = "";
-    const sl_trace_ctx_t *tc = sl_http_req_trace(q->http);
-    if (tc) sl_trace_id_hex(tc, trace);
     if (r->reason == SL_UPSTREAM_OK && r->outcome == SL_RETRY_OUTCOME_CLIENT_ERROR) {
         /* Inference refused the request itself; its messages are written for clients. */
         int status = r->code == SL_GRPC_NOT_FOUND ? 404 : 400;
@@ -297,7 +305,7 @@ void gw_respond_upstream_error(gw_req_t *q, const sl_gw_call_result_t *r) {
     SL_WARN("gateway", "upstream failed", SL_LF_S("pool", q->route->upstream->name),
             SL_LF_S("endpoint", q->endpoint), SL_LF_S("grpc_status", sl_grpc_code_name(r->code)),
             SL_LF_S("message", r->message), SL_LF_S("reason", sl_upstream_reason_name(r->reason)),
-            SL_LF_U("attempts", r->attempts), SL_LF_S("trace_id", trace));
+            SL_LF_U("attempts", r->attempts), SL_LF_S("trace_id", q->trace_id));
     if (r->outcome == SL_RETRY_OUTCOME_RATE_LIMITED && r->reason == SL_UPSTREAM_OK) {
         sl_http_resp_header(q->http, "Retry-After", "1");
         gw_respond_error(q, 503, "the model is overloaded; retry later", "upstream_overloaded");

@@ -52,7 +52,8 @@ typedef struct gw_req {
     bool degraded;
     uint32_t retries;
     char endpoint[SL_UPSTREAM_ADDR_MAX];
-    char traceparent[SL_TRACEPARENT_LEN + 1];
+    char traceparent[SL_TRACEPARENT_LEN + 1]; /* sent upstream; "" when none */
+    char trace_id[33], span_id[17];           /* for logs; "" when none */
     /* The admin fan-out (repository load/unload on every endpoint). */
     unsigned fan_pending;
     int fan_code;

@@ -149,3 +149,46 @@ def test_sighup_reloads_and_restart_only_options_are_kept(sluice_factory):
     srv.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: any("SIGHUP" in l["msg"] for l in srv.log_lines()), 10, "SIGHUP logged")
     assert srv.proc.poll() is None
+
+
+def test_gateway_trace_continues_into_inference(sluice_factory, tmp_path):
+    """The gateway continues the client's trace and propagates it to inference over gRPC: both
+    services' server spans share the trace id, inference's span is the gateway span's child,
+    and the access log line carries the trace id."""
+    import gatewaylib as gl
+    import modelrepo
+
+    col = Collector()
+    threading.Thread(target=col.serve_forever, daemon=True).start()
+    try:
+        keys = tmp_path / "keys.json"
+        key, _ = gl.create_key(keys)
+        repo = modelrepo.make_repository(str(tmp_path / "models"), names=("simple",))
+        cfg = modelrepo.inference_config(repo)
+        cfg.update({
+            "tracing": {"endpoint": f"http://127.0.0.1:{col.server_address[1]}/v1/traces",
+                        "sample_ratio": 1.0, "flush_interval": "100ms"},
+            "gateway": {"keys_file": str(keys)}})
+        srv = sluice_factory(targets="inference,gateway", config=cfg)
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        r = gl.infer(srv, key, headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        assert r.status_code == 200, r.text
+
+        def spans():
+            out = []
+            for _, _, body in list(col.bodies):
+                for rs in body["resourceSpans"]:
+                    for ss in rs["scopeSpans"]:
+                        out += [s for s in ss["spans"] if s["traceId"] == trace]
+            return out
+
+        wait_until(lambda: len(spans()) >= 2, 10, "gateway and inference spans")
+        by_name = {s["name"]: s for s in spans()}
+        gw_span = next(s for n, s in by_name.items() if n.startswith("POST /v2/models"))
+        inf_span = next(s for n, s in by_name.items() if "ModelInfer" in n)
+        assert gw_span["parentSpanId"] == "00f067aa0ba902b7"
+        assert inf_span["parentSpanId"] == gw_span["spanId"]
+        access = [line for line in srv.log_lines() if line.get("component") == "access"]
+        assert access and access[-1]["trace_id"] == trace
+    finally:
+        col.shutdown()
