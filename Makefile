@@ -60,6 +60,7 @@ bench: build
 	@bench/run
 	@bench/engine/run --write
 	@bench/inference/run --write
+	@bench/gateway/run --write
 
 # Retrains the example models (needs python3-torch and python3-sklearn; tests never do).
 models:

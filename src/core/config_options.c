@@ -170,7 +170,8 @@ static const struct {
 static const sl_config_owned_key_t owned_keys[] = {
     {"gateway.upstreams", "Inference pools: endpoints, timeouts, retries, breakers, ejection."},
     {"gateway.limits", "Rate-limit classes, daily quotas per tier, peak hours, local or Redis."},
-    {"gateway.routes", "Per-model routing of the /v2 API: pool, timeout, fallback, fault injection."},
+    {"gateway.routes",
+     "Per-model routing of the /v2 API: pool, timeout, fallback, fault injection."},
     {"gateway.pipelines", "POST /v1/predict/{name}: named fields to a model's tensors and back."},
     {"gateway.traffic", "Per-model version splits, sticky A/B, shadow traffic, override header."},
     {"gateway.access_log", "Access log sampling, logged fields and PII scrubbing."},
@@ -780,8 +781,9 @@ void sl_config_docs_markdown(sl_buf_t *out) {
             const sl_config_owned_key_t *k = &owned_keys[i];
             if (strncmp(k->name, sections[s].name, sl) != 0 || k->name[sl] != '.') continue;
             if (!any) {
-                sl_buf_printf(out, "\nNested sections that the %s parses itself (reloaded with "
-                                   "the file; docs/%s.md describes them):\n\n",
+                sl_buf_printf(out,
+                              "\nNested sections that the %s parses itself (reloaded with "
+                              "the file; docs/%s.md describes them):\n\n",
                               sections[s].name, sections[s].name);
                 any = true;
             }

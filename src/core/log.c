@@ -123,12 +123,32 @@ static void put_str(sl_buf_t *b, const char *s) {
     sl_buf_putc(b, '"');
 }
 
+static void log_emit(sl_log_level_t level, const char *component, const char *msg,
+                     const char *trace_id, const char *span_id, uint32_t suppressed,
+                     const sl_log_field_t *fields, size_t n_fields);
+
 void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
                    const sl_log_field_t *fields, size_t n_fields) {
     if (level < sl_log_level_get()) return;
     uint32_t suppressed;
     if (!limiter_admit((int)level, component, msg, &suppressed)) return;
+    log_emit(level, component, msg, t_trace_id, t_span_id, suppressed, fields, n_fields);
+}
 
+void sl_log_fields_nolimit(sl_log_level_t level, const char *component, const char *msg,
+                           const char *trace_id, const char *span_id, const sl_log_field_t *fields,
+                           size_t n_fields) {
+    if (level < sl_log_level_get()) return;
+    if (!trace_id) {
+        trace_id = t_trace_id;
+        span_id = t_span_id;
+    }
+    log_emit(level, component, msg, trace_id, span_id, 0, fields, n_fields);
+}
+
+static void log_emit(sl_log_level_t level, const char *component, const char *msg,
+                     const char *trace_id, const char *span_id, uint32_t suppressed,
+                     const sl_log_field_t *fields, size_t n_fields) {
     sl_buf_t line = SL_BUF_INIT, *b = &line;
     sl_buf_reserve(b, 256);
     uint64_t now = sl_wall_time_ns();
@@ -147,11 +167,11 @@ void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
     put_str(b, component);
     sl_buf_puts(b, ",\"msg\":");
     put_str(b, msg);
-    if (t_trace_id) {
+    if (trace_id) {
         put_key(b, "trace_id");
-        put_str(b, t_trace_id);
+        put_str(b, trace_id);
         put_key(b, "span_id");
-        put_str(b, t_span_id);
+        put_str(b, span_id);
     }
     for (size_t i = 0; i < n_fields; i++) {
         const sl_log_field_t *f = &fields[i];

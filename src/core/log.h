@@ -49,6 +49,14 @@ typedef struct sl_log_field {
 void sl_log_fields(sl_log_level_t level, const char *component, const char *msg,
                    const sl_log_field_t *fields, size_t n);
 
+/* The same without the repeat limiter, for lines whose volume the caller bounds itself (the
+ * gateway's sampled access log, where a silently dropped line would be a lie). trace_id and
+ * span_id (lowercase hex, borrowed for the call) override the thread's trace context for this
+ * line; NULL trace_id means use the thread's context. component, msg and fields as above. */
+void sl_log_fields_nolimit(sl_log_level_t level, const char *component, const char *msg,
+                           const char *trace_id, const char *span_id, const sl_log_field_t *fields,
+                           size_t n);
+
 /* The array starts with a placeholder so that an empty field list still compiles (a trailing
  * comma is valid in an initializer); it is skipped. */
 #define SL_LOG(level, component, msg, ...)                                                         \

@@ -81,8 +81,7 @@ static void set_endpoints(sl_upstream_pool_t *pool, const sl_gw_upstream_t *u) {
                 SL_LF_S("error", err.data));
     }
     sl_buf_reset(&err);
-    if (rc == 0 &&
-        sl_upstream_pool_set_endpoints(pool, (const char *const *)addrs, n, &err) != 0) {
+    if (rc == 0 && sl_upstream_pool_set_endpoints(pool, (const char *const *)addrs, n, &err) != 0) {
         SL_ERROR("gateway", "upstream endpoints refused", SL_LF_S("pool", u->name),
                  SL_LF_S("error", err.data));
     }
@@ -239,17 +238,17 @@ static sl_health_status_t keys_check(void *arg, sl_buf_t *detail) {
 
 static void metrics_new(sl_gw_metrics_t *m) {
     sl_metrics_t *r = sl_metrics_default();
-    m->auth_failures = sl_metrics_counter_family(
-        r, "sluice_gateway_auth_failures_total",
-        "Requests refused by authentication or scope, by reason.", 1, (const char *[]){"reason"},
-        16);
+    m->auth_failures =
+        sl_metrics_counter_family(r, "sluice_gateway_auth_failures_total",
+                                  "Requests refused by authentication or scope, by reason.", 1,
+                                  (const char *[]){"reason"}, 16);
     m->rate_limited = sl_metrics_counter_family(r, "sluice_gateway_rate_limited_total",
                                                 "Requests refused by a rate limit or quota.", 1,
                                                 (const char *[]){"class"}, 16);
-    m->upstream = sl_metrics_counter_family(
-        r, "sluice_gateway_upstream_calls_total",
-        "Upstream calls by pool and how their last attempt ended.", 2,
-        (const char *[]){"pool", "outcome"}, 256);
+    m->upstream =
+        sl_metrics_counter_family(r, "sluice_gateway_upstream_calls_total",
+                                  "Upstream calls by pool and how their last attempt ended.", 2,
+                                  (const char *[]){"pool", "outcome"}, 256);
     m->degraded = sl_metrics_counter(r, "sluice_gateway_degraded_total",
                                      "Fallback answers served (marked degraded).");
     m->faults = sl_metrics_counter_family(r, "sluice_gateway_faults_injected_total",
@@ -337,8 +336,8 @@ static void start(void *state) {
     c->next_keys_ms = now + c->reload_interval_ms;
     c->next_sweep_ms = now + SWEEP_INTERVAL_MS;
     for (size_t i = 0; i < c->gw.n_pools; i++) {
-        const sl_gw_upstream_t *u = sl_gw_policy_upstream_find(
-            c->gw.limits_policy, sl_str_c(c->gw.pools[i].name));
+        const sl_gw_upstream_t *u =
+            sl_gw_policy_upstream_find(c->gw.limits_policy, sl_str_c(c->gw.pools[i].name));
         c->next_resolve_ms[i] = now + (u ? u->resolve_interval_ms : 0);
     }
     c->timer = sl_calloc(1, sizeof *c->timer);

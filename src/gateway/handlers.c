@@ -21,6 +21,15 @@
 
 /* ---- request contexts ---- */
 
+/* Copies src into dst[cap], cut to fit (the hot path's snprintf("%s") without the formatter). */
+static void copy_str(char *dst, size_t cap, const char *src) {
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
+#define COPY(dst, src) copy_str((dst), sizeof(dst), (src))
+
 gw_req_t *gw_req_new(sl_gw_t *gw, sl_http_req_t *http, gw_kind_t kind, const char *route_label) {
     gw_req_t *q = sl_calloc(1, sizeof *q);
     q->gw = gw;
@@ -86,6 +95,8 @@ static bool lookup_field(void *ctx, const char *name, sl_str_t *out) {
 
 static void access_log(gw_req_t *q, int status, size_t bytes_out) {
     const sl_access_log_cfg_t *cfg = sl_gw_policy_access_log(q->policy);
+    uint64_t rnd = sl_rand64();
+    if (!sl_access_log_sampled(cfg, status, rnd)) return;
     uint64_t now = sl_now_ns();
     char method[16];
     snprintf(method, sizeof method, "%.*s", (int)q->http->method.len, q->http->method.ptr);
@@ -113,7 +124,7 @@ static void access_log(gw_req_t *q, int status, size_t bytes_out) {
         .header_cb = lookup_header,
         .cb_ctx = q,
     };
-    sl_access_log_write(cfg, &e, sl_rand64());
+    sl_access_log_write(cfg, &e, rnd);
 }
 
 void gw_respond(gw_req_t *q, int status, sl_buf_t *body, const char *content_type,
@@ -147,15 +158,16 @@ bool gw_authenticate(gw_req_t *q, unsigned scopes) {
     if (res.outcome != SL_KEYS_AUTH_OK) {
         const char *reason = sl_keys_auth_outcome_name(res.outcome);
         sl_counter_inc(sl_metric_counter(q->gw->m.auth_failures, (const char *[]){reason}));
-        if (res.key) snprintf(q->key_id, sizeof q->key_id, "%s", res.key->id);
+        if (res.key) COPY(q->key_id, res.key->id);
         sl_http_resp_header(q->http, "WWW-Authenticate", "Bearer realm=\"sluice\"");
-        gw_respond_error(q, 401, "unauthorized: send a valid API key as 'Authorization: Bearer <key>'",
+        gw_respond_error(q, 401,
+                         "unauthorized: send a valid API key as 'Authorization: Bearer <key>'",
                          "unauthorized");
         return false;
     }
-    snprintf(q->key_id, sizeof q->key_id, "%s", res.key->id);
-    snprintf(q->tenant, sizeof q->tenant, "%s", res.key->tenant);
-    snprintf(q->tier, sizeof q->tier, "%s", res.key->tier);
+    COPY(q->key_id, res.key->id);
+    COPY(q->tenant, res.key->tenant);
+    COPY(q->tier, res.key->tier);
     if (!sl_keys_has_scope(res.key, scopes)) {
         sl_counter_inc(sl_metric_counter(q->gw->m.auth_failures, (const char *[]){"scope"}));
         gw_respond_error(q, 403,
@@ -242,7 +254,8 @@ void gw_limit(gw_req_t *q, const char *class, void (*next)(gw_req_t *q)) {
     if (rc == SL_ERANGE) {
         /* The cost can never pass: a batch bigger than the bucket. Nothing was decided. */
         free(w);
-        gw_respond_error(q, 400, "the request's rows exceed this key's burst limit; send fewer rows",
+        gw_respond_error(q, 400,
+                         "the request's rows exceed this key's burst limit; send fewer rows",
                          "bad_request");
     } else if (rc != 0) {
         free(w);
@@ -263,9 +276,9 @@ void gw_upstream(gw_req_t *q, const char *method, bool idempotent, sl_gw_call_cb
     };
     sl_upstream_reason_t why = SL_UPSTREAM_NO_ENDPOINTS;
     q->up_start_ns = sl_now_ns();
-    int rc = pool ? sl_gw_call_start(q->gl->clients, pool, &o, q->msg.data, q->msg.len, done, q,
-                                     &why)
-                  : SL_ENOENT;
+    int rc =
+        pool ? sl_gw_call_start(q->gl->clients, pool, &o, q->msg.data, q->msg.len, done, q, &why)
+             : SL_ENOENT;
     if (rc != 0) {
         sl_gw_call_result_t r = {
             .code = why == SL_UPSTREAM_DEADLINE ? SL_GRPC_DEADLINE_EXCEEDED : SL_GRPC_UNAVAILABLE,
@@ -281,11 +294,11 @@ void gw_upstream(gw_req_t *q, const char *method, bool idempotent, sl_gw_call_cb
 static void count_upstream(gw_req_t *q, const sl_gw_call_result_t *r) {
     q->up_ns = sl_now_ns() - q->up_start_ns;
     q->retries = r->attempts > 1 ? r->attempts - 1 : 0;
-    snprintf(q->endpoint, sizeof q->endpoint, "%s", r->endpoint ? r->endpoint : "");
+    COPY(q->endpoint, r->endpoint ? r->endpoint : "");
     const char *what = r->reason != SL_UPSTREAM_OK ? sl_upstream_reason_name(r->reason)
                                                    : sl_retry_outcome_name(r->outcome);
-    sl_counter_inc(sl_metric_counter(q->gw->m.upstream,
-                                     (const char *[]){q->route->upstream->name, what}));
+    sl_counter_inc(
+        sl_metric_counter(q->gw->m.upstream, (const char *[]){q->route->upstream->name, what}));
 }
 
 /* Failures that a fallback may hide: the upstream is down, slow, broken or shedding load; not
@@ -298,8 +311,8 @@ void gw_respond_upstream_error(gw_req_t *q, const sl_gw_call_result_t *r) {
     if (r->reason == SL_UPSTREAM_OK && r->outcome == SL_RETRY_OUTCOME_CLIENT_ERROR) {
         /* Inference refused the request itself; its messages are written for clients. */
         int status = r->code == SL_GRPC_NOT_FOUND ? 404 : 400;
-        gw_respond_error(q, status, r->message, r->code == SL_GRPC_NOT_FOUND ? "not_found"
-                                                                             : "bad_request");
+        gw_respond_error(q, status, r->message,
+                         r->code == SL_GRPC_NOT_FOUND ? "not_found" : "bad_request");
         return;
     }
     SL_WARN("gateway", "upstream failed", SL_LF_S("pool", q->route->upstream->name),
@@ -402,9 +415,9 @@ static bool outputs_agree(const sl_infer_response_t *a, const sl_infer_response_
 static void shadow_settle(gw_shadow_t *s) {
     if (--s->pending > 0) return;
     if (s->primary_ok) {
-        sl_shadow_result_t res = !s->shadow_ok                             ? SL_SHADOW_ERROR
+        sl_shadow_result_t res = !s->shadow_ok                          ? SL_SHADOW_ERROR
                                  : outputs_agree(s->primary, s->answer) ? SL_SHADOW_AGREE
-                                                                         : SL_SHADOW_DISAGREE;
+                                                                        : SL_SHADOW_DISAGREE;
         sl_outcomes_record_shadow(s->ov, res, s->shadow_latency_s);
     }
     sl_infer_response_free(s->primary);
@@ -442,8 +455,7 @@ static void shadow_start(gw_req_t *q, const char *version) {
     gw_shadow_t *s = sl_calloc(1, sizeof *s);
     s->gw = q->gw;
     s->t0_ns = sl_now_ns();
-    s->ov = sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model),
-                                sl_str_c(version));
+    s->ov = sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model), sl_str_c(version));
     const char *primary = q->ireq->model_version;
     q->ireq->model_version = version;
     sl_oip_pb_encode_request(q->ireq, &s->msg);
@@ -451,8 +463,8 @@ static void shadow_start(gw_req_t *q, const char *version) {
     sl_upstream_pool_t *pool = sl_gw_pool_find(q->gw, q->route->upstream->name);
     sl_gw_call_opts_t o = {.method = METHOD_INFER, .no_retry = true};
     sl_upstream_reason_t why;
-    if (!pool || sl_gw_call_start(q->gl->clients, pool, &o, s->msg.data, s->msg.len, shadow_done,
-                                  s, &why) != 0) {
+    if (!pool || sl_gw_call_start(q->gl->clients, pool, &o, s->msg.data, s->msg.len, shadow_done, s,
+                                  &why) != 0) {
         sl_outcomes_record_shadow(s->ov, SL_SHADOW_ERROR, 0);
         sl_buf_free(&s->msg);
         free(s);
@@ -471,12 +483,12 @@ static void infer_done(const sl_gw_call_result_t *r, void *arg) {
     gw_shadow_t *shadow = q->shadow;
     q->shadow = NULL;
     if (r->code != SL_GRPC_OK) {
-        sl_outcomes_version_t *ov = sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model),
-                                                        sl_str_c(q->version));
+        sl_outcomes_version_t *ov =
+            sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model), sl_str_c(q->version));
         sl_outcome_t o = r->outcome == SL_RETRY_OUTCOME_CLIENT_ERROR ? SL_OUTCOME_CLIENT_ERROR
-                         : r->code == SL_GRPC_DEADLINE_EXCEEDED       ? SL_OUTCOME_TIMEOUT
-                         : r->reason != SL_UPSTREAM_OK                ? SL_OUTCOME_UNAVAILABLE
-                                                                      : SL_OUTCOME_SERVER_ERROR;
+                         : r->code == SL_GRPC_DEADLINE_EXCEEDED      ? SL_OUTCOME_TIMEOUT
+                         : r->reason != SL_UPSTREAM_OK               ? SL_OUTCOME_UNAVAILABLE
+                                                                     : SL_OUTCOME_SERVER_ERROR;
         sl_outcomes_record(ov, o, latency_s);
         if (shadow) shadow_settle(shadow);
         if (upstream_down(r) && serve_fallback(q)) return;
@@ -486,10 +498,9 @@ static void infer_done(const sl_gw_call_result_t *r, void *arg) {
     sl_infer_error_t err;
     sl_infer_response_t *resp = decode_infer_response(r->resp, r->len, &err);
     /* Outcomes count under the version that answered (the newest, when none was asked for). */
-    if (resp && !q->version[0])
-        snprintf(q->version, sizeof q->version, "%s", resp->model_version);
-    sl_outcomes_version_t *ov = sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model),
-                                                    sl_str_c(q->version));
+    if (resp && !q->version[0]) COPY(q->version, resp->model_version);
+    sl_outcomes_version_t *ov =
+        sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model), sl_str_c(q->version));
     sl_buf_t body = SL_BUF_INIT;
     size_t header_len = 0;
     if (resp && q->kind == GW_PIPELINE) {
@@ -531,8 +542,8 @@ static void infer_done(const sl_gw_call_result_t *r, void *arg) {
 }
 
 static void send_infer(gw_req_t *q) {
-    if (q->version[0]) q->ireq->model_version = sl_infer_request_strndup(q->ireq, q->version,
-                                                                         strlen(q->version));
+    if (q->version[0])
+        q->ireq->model_version = sl_infer_request_strndup(q->ireq, q->version, strlen(q->version));
     sl_oip_pb_encode_request(q->ireq, &q->msg);
     gw_upstream(q, METHOD_INFER, true, infer_done);
 }
@@ -545,8 +556,7 @@ static void on_fault_delay(uv_timer_t *t) {
 static void dispatch_infer(gw_req_t *q) {
     const sl_traffic_policy_t *tp =
         q->version[0] ? NULL
-                      : sl_traffic_set_find(sl_gw_policy_traffic(q->policy),
-                                            sl_str_c(q->model));
+                      : sl_traffic_set_find(sl_gw_policy_traffic(q->policy), sl_str_c(q->model));
     const char *shadow = NULL;
     if (tp) {
         sl_str_t sticky = {NULL, 0}, override = {NULL, 0};
@@ -559,7 +569,7 @@ static void dispatch_infer(gw_req_t *q) {
         if (tp->override_header) override = sl_http_req_header(q->http, tp->override_header);
         sl_traffic_decision_t d;
         sl_traffic_pick(tp, sticky, override, &d);
-        snprintf(q->version, sizeof q->version, "%s", d.version);
+        COPY(q->version, d.version);
         shadow = d.shadow;
     }
     sl_gw_fault_action_t f = sl_gw_fault_decide(&q->route->fault, sl_rand64(), sl_rand64());
@@ -637,7 +647,7 @@ static void handle_models(sl_http_req_t *r, void *ctx) {
     sl_str_t rest = {r->path.ptr + sizeof prefix - 1, r->path.len - (sizeof prefix - 1)};
     int status = sl_oip_parse_model_path(rest, &p, &msg);
     bool post = sl_str_eq(r->method, "POST");
-    gw_kind_t kind = sl_str_eq(p.action, "infer") ? GW_INFER
+    gw_kind_t kind = sl_str_eq(p.action, "infer")   ? GW_INFER
                      : sl_str_eq(p.action, "ready") ? GW_READY
                                                     : GW_METADATA;
     gw_req_t *q = gw_req_new(gw, r, kind, "oip");
@@ -656,8 +666,8 @@ static void handle_models(sl_http_req_t *r, void *ctx) {
         gw_respond_error(q, 405, "method not allowed", "bad_request");
         return;
     }
-    snprintf(q->model, sizeof q->model, "%s", p.model);
-    snprintf(q->version, sizeof q->version, "%s", p.version);
+    COPY(q->model, p.model);
+    COPY(q->version, p.version);
     if (!gw_authenticate(q, SL_KEY_SCOPE_PREDICT)) return;
     if (kind == GW_INFER) {
         infer_start(q);
@@ -690,9 +700,9 @@ static void handle_predict(sl_http_req_t *r, void *ctx) {
         return;
     }
     const sl_pipeline_t *pl = q->pipeline->pipeline;
-    snprintf(q->model, sizeof q->model, "%s", sl_pipeline_model(pl));
+    COPY(q->model, sl_pipeline_model(pl));
     const char *v = sl_pipeline_version(pl);
-    snprintf(q->version, sizeof q->version, "%s", v ? v : "");
+    COPY(q->version, v ? v : "");
     q->route = &q->pipeline->route;
     q->ireq = sl_infer_request_new(sl_loop_current(), NULL, NULL);
     sl_infer_error_t err;
@@ -714,8 +724,8 @@ static void handle_live(sl_http_req_t *r, void *ctx) {
 
 static void handle_ready(sl_http_req_t *r, void *ctx) {
     sl_gw_t *gw = ctx;
-    sl_http_respond(r, atomic_load(&gw->started) && !sl_runtime_draining(gw->rt) ? 200 : 503,
-                    NULL, "", 0);
+    sl_http_respond(r, atomic_load(&gw->started) && !sl_runtime_draining(gw->rt) ? 200 : 503, NULL,
+                    "", 0);
 }
 
 static void handle_server_metadata(sl_http_req_t *r, void *ctx) {

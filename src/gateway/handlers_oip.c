@@ -105,7 +105,8 @@ void gw_metadata_start(gw_req_t *q) {
 static void ready_done(const sl_gw_call_result_t *r, void *arg) {
     gw_req_t *q = arg;
     if (!upstream_ok(q, r)) return;
-    Inference__ModelReadyResponse *m = inference__model_ready_response__unpack(NULL, r->len, r->resp);
+    Inference__ModelReadyResponse *m =
+        inference__model_ready_response__unpack(NULL, r->len, r->resp);
     if (!m) {
         bad_answer(q);
         return;
@@ -222,11 +223,11 @@ static void repository_model_start(gw_req_t *q) {
     }
     q->fan_pending = (unsigned)n;
     q->fan_code = SL_GRPC_OK;
-    uint32_t timeout_ms = q->route->timeout_ms ? q->route->timeout_ms
-                                               : q->route->upstream->config.retry.timeout_ms;
+    uint32_t timeout_ms =
+        q->route->timeout_ms ? q->route->timeout_ms : q->route->upstream->config.retry.timeout_ms;
     for (size_t i = 0; i < n; i++) {
-        int rc = sl_gw_clients_call(q->gl->clients, eps[i].addr, q->method, q->msg.data,
-                                    q->msg.len, timeout_ms, q->traceparent, fan_done, q);
+        int rc = sl_gw_clients_call(q->gl->clients, eps[i].addr, q->method, q->msg.data, q->msg.len,
+                                    timeout_ms, q->traceparent, fan_done, q);
         if (rc != 0) fan_done(SL_GRPC_UNAVAILABLE, "the upstream address is unusable", NULL, 0, q);
     }
 }
@@ -322,8 +323,9 @@ static void put_pools(sl_buf_t *b, sl_gw_t *gw) {
             if (k) sl_buf_putc(b, ',');
             sl_buf_puts(b, "{\"address\":");
             put_str(b, eps[k].addr);
-            sl_buf_printf(b, ",\"in_flight\":%" PRIu32 ",\"ejected\":%s,\"breaker\":\"%s\","
-                             "\"consecutive_failures\":%" PRIu32 ",\"weight\":%.3f}",
+            sl_buf_printf(b,
+                          ",\"in_flight\":%" PRIu32 ",\"ejected\":%s,\"breaker\":\"%s\","
+                          "\"consecutive_failures\":%" PRIu32 ",\"weight\":%.3f}",
                           eps[k].in_flight, eps[k].ejected ? "true" : "false",
                           sl_breaker_state_name(eps[k].breaker), eps[k].consecutive_failures,
                           eps[k].weight);

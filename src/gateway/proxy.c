@@ -146,8 +146,8 @@ static void call_release(gw_call_t *call) {
     }
 }
 
-static void finish(gw_call_t *call, int code, const char *message, const uint8_t *resp,
-                   size_t len, sl_upstream_reason_t reason) {
+static void finish(gw_call_t *call, int code, const char *message, const uint8_t *resp, size_t len,
+                   sl_upstream_reason_t reason) {
     sl_gw_call_result_t r = {
         .code = code,
         .message = message ? message : "",
@@ -187,10 +187,10 @@ static int attempt(gw_call_t *call, sl_upstream_reason_t *why) {
     call->attempts++;
     snprintf(call->endpoint, sizeof call->endpoint, "%s", sl_upstream_endpoint_addr(ep));
     sl_grpc_client_t *client = client_for(call->clients, call->endpoint);
-    rc = client ? sl_grpc_client_call(client, call->method, call->msg, call->len, timeout_ms,
-                                      call->has_traceparent ? call->traceparent : NULL, on_reply,
-                                      call)
-                : SL_EINVAL;
+    rc = client
+             ? sl_grpc_client_call(client, call->method, call->msg, call->len, timeout_ms,
+                                   call->has_traceparent ? call->traceparent : NULL, on_reply, call)
+             : SL_EINVAL;
     if (rc != 0) {
         /* The client refused at once (it is being freed, or the address is unusable): count it
          * as a connect failure and deliver the result from the loop, never re-entrantly. */

@@ -36,11 +36,11 @@ int sl_gw_clients_call(sl_gw_clients_t *c, const char *addr, const char *method,
 
 /* How an upstream call ended, as the caller sees it. */
 typedef struct sl_gw_call_result {
-    int code;              /* sl_grpc_code_t of the last attempt; UNAVAILABLE when none ran */
-    const char *message;   /* grpc-message of the last attempt, or the pool's reason */
-    const uint8_t *resp;   /* the response message when code is OK, else NULL */
+    int code;            /* sl_grpc_code_t of the last attempt; UNAVAILABLE when none ran */
+    const char *message; /* grpc-message of the last attempt, or the pool's reason */
+    const uint8_t *resp; /* the response message when code is OK, else NULL */
     size_t len;
-    sl_retry_outcome_t outcome; /* the last attempt's classification */
+    sl_retry_outcome_t outcome;  /* the last attempt's classification */
     sl_upstream_reason_t reason; /* != OK: no endpoint could be picked for the (last) try */
     uint32_t attempts;           /* attempts made (0: none could start) */
     const char *endpoint;        /* the last attempt's "host:port", "" when none */
@@ -50,11 +50,11 @@ typedef struct sl_gw_call_result {
 typedef void (*sl_gw_call_cb)(const sl_gw_call_result_t *r, void *arg);
 
 typedef struct sl_gw_call_opts {
-    const char *method;           /* "/inference.GRPCInferenceService/ModelInfer" (borrowed) */
-    uint64_t client_deadline_ms;  /* on sl_now_ms()'s clock; 0: the pool's timeout only */
-    bool idempotent;              /* may be retried after the server saw it */
-    bool no_retry;                /* one attempt only (shadow traffic) */
-    const char *traceparent;      /* W3C traceparent to send, or NULL (copied) */
+    const char *method;          /* "/inference.GRPCInferenceService/ModelInfer" (borrowed) */
+    uint64_t client_deadline_ms; /* on sl_now_ms()'s clock; 0: the pool's timeout only */
+    bool idempotent;             /* may be retried after the server saw it */
+    bool no_retry;               /* one attempt only (shadow traffic) */
+    const char *traceparent;     /* W3C traceparent to send, or NULL (copied) */
 } sl_gw_call_opts_t;
 
 /* Starts a call of msg[0..len) (copied) on pool through clients. cb runs exactly once, later,

@@ -1,8 +1,9 @@
 /* The local rate limiter: token buckets and daily quota counters in a sharded hash table, one
  * mutex per shard, so a check is exact across all I/O threads of the process. Tokens are kept
  * as integers in units of 1e-12 token, so refills over a simulated time axis are exact (no
- * floating-point drift: r=10/s over 0.25 s adds exactly 2.5 tokens). Header formatting for
- * every implementation of the interface is at the end of this file. */
+ * floating-point drift: r=10/s over 0.25 s adds exactly 2.5 tokens). What every implementation
+ * shares is here too: config validation, request planning, the result's fields, the interface
+ * wrappers and header formatting. */
 #include "gateway/ratelimit.h"
 
 #include "core/log.h"
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOK         1000000000000ull /* units per token */
+#define TOK         SL_RL__TOK /* units per token */
 #define NS_PER_S    1000000000ull
 #define DAY_S       86400
 #define KIND_QUOTA  0xffffu
@@ -58,7 +59,8 @@ typedef struct rl_shard {
     uint64_t allowed, denied, expired, evicted, evicted_active;
 } rl_shard_t;
 
-typedef struct rl_local {
+/* The validated configuration, shared with the Redis limiter. */
+struct sl_rl__conf {
     rl_class_t classes[SL_RL_MAX_CLASSES];
     size_t n_classes;
     rl_tier_t tiers[SL_RL_MAX_TIERS];
@@ -69,6 +71,10 @@ typedef struct rl_local {
     uint64_t idle_ttl_ns;
     sl_rl_clock_cb clock;
     void *clock_ctx;
+};
+
+typedef struct rl_local {
+    sl_rl__conf_t conf;
     size_t nshards;
     rl_shard_t *shards;
 } rl_local_t;
@@ -86,9 +92,10 @@ static void real_clock(void *ctx, uint64_t *wall_ns, uint64_t *mono_ns) {
     *mono_ns = sl_now_ns();
 }
 
-static void now_get(const rl_local_t *l, rl_now_t *n) {
+static void now_get(const sl_rl__conf_t *l, rl_now_t *n, uint64_t *wall_out) {
     uint64_t wall = 0, mono = 0;
     l->clock(l->clock_ctx, &wall, &mono);
+    *wall_out = wall;
     int64_t local_s = (int64_t)(wall / NS_PER_S) + l->utc_offset_s;
     int64_t day = local_s / DAY_S;
     if (local_s % DAY_S < 0) day--;
@@ -141,7 +148,7 @@ static void bucket_refill(rl_entry_t *e, uint64_t rate_u, uint64_t cap_u, uint64
 /* Whether dropping e loses nothing: a bucket that has refilled to full, a quota of a past day. */
 static bool entry_lossless(const rl_local_t *l, const rl_entry_t *e, const rl_now_t *now) {
     if (e->kind == KIND_QUOTA) return e->day != now->day || e->val == 0;
-    const rl_class_t *c = &l->classes[e->kind];
+    const rl_class_t *c = &l->conf.classes[e->kind];
     uint64_t rate = c->rate_u[now->peak], cap = c->cap_u[now->peak];
     if (e->val >= cap) return true;
     if (rate == 0 || now->mono <= e->last_ns) return false;
@@ -187,7 +194,7 @@ static void expire_idle(rl_local_t *l, rl_shard_t *s, const rl_now_t *now, const
     rl_entry_t *e = s->tail;
     for (size_t i = 0; e && i < max; i++) {
         rl_entry_t *prev = e->prev;
-        if (now->mono < e->used_ns || now->mono - e->used_ns < l->idle_ttl_ns) break;
+        if (now->mono < e->used_ns || now->mono - e->used_ns < l->conf.idle_ttl_ns) break;
         if (e != keep && entry_lossless(l, e, now)) {
             entry_remove(s, e);
             s->expired++;
@@ -215,7 +222,7 @@ static rl_entry_t *entry_get(rl_local_t *l, rl_shard_t *s, uint64_t h, uint16_t 
         if (lossy) {
             s->evicted_active++;
             SL_WARN("gateway", "rate-limit table full: evicted a bucket that was in use",
-                    SL_LF_U("max_buckets", l->max_buckets));
+                    SL_LF_U("max_buckets", l->conf.max_buckets));
         }
     }
     rl_entry_t *e = sl_malloc(sizeof *e + len);
@@ -226,7 +233,7 @@ static rl_entry_t *entry_get(rl_local_t *l, rl_shard_t *s, uint64_t h, uint16_t 
     e->len = (uint16_t)len;
     e->last_ns = now->mono;
     e->day = now->day;
-    if (kind != KIND_QUOTA) e->val = l->classes[kind].cap_u[now->peak];
+    if (kind != KIND_QUOTA) e->val = l->conf.classes[kind].cap_u[now->peak];
     e->hnext = s->slots[h & s->mask];
     s->slots[h & s->mask] = e;
     lru_push_head(s, e);
@@ -261,9 +268,8 @@ static uint32_t pick_tightest(const sl_rl_result_t *r) {
     return best;
 }
 
-static int local_check(void *ctx, const sl_rl_request_t *req, sl_rl_result_t *out) {
-    rl_local_t *l = ctx;
-    memset(out, 0, sizeof *out);
+int sl_rl__plan(const sl_rl__conf_t *l, const sl_rl_request_t *req, sl_rl__plan_t *p) {
+    memset(p, 0, sizeof *p);
     size_t klen = 0, qlen = 0;
     if (!req || !id_ok(req->key_id, &klen) || !req->route_class) return SL_EINVAL;
     const rl_class_t *c = NULL;
@@ -287,17 +293,85 @@ static int local_check(void *ctx, const sl_rl_request_t *req, sl_rl_result_t *ou
     if (use_quota && !id_ok(qid, &qlen)) return SL_EINVAL;
 
     rl_now_t now;
-    now_get(l, &now);
-    int p = c->has_peak ? now.peak : 0;
+    now_get(l, &now, &p->wall_ns);
+    int pi = c->has_peak ? now.peak : 0;
     uint64_t cost = req->cost ? req->cost : 1;
-    if (cost > c->burst[p]) return SL_ERANGE;
-    uint64_t cost_u = cost * TOK;
+    if (cost > c->burst[pi]) return SL_ERANGE;
 
-    uint64_t hb = hash_id(kind, req->key_id, klen);
+    p->class_name = c->name;
+    p->class_idx = kind;
+    p->key_len = klen;
+    p->use_quota = use_quota;
+    if (use_quota) {
+        p->quota_id = qid;
+        p->quota_len = qlen;
+        p->quota = t->daily_quota;
+    }
+    p->cost = cost;
+    p->cost_u = cost * TOK;
+    p->rate_u = c->rate_u[pi];
+    p->cap_u = c->cap_u[pi];
+    p->burst = c->burst[pi];
+    p->window_s = c->window_s[pi];
+    p->rate_min_u = SL_MIN(c->rate_u[0], c->rate_u[1]);
+    p->cap_max_u = SL_MAX(c->cap_u[0], c->cap_u[1]);
+    p->mono_ns = now.mono;
+    p->day = now.day;
+    p->day_reset_s = now.reset_s;
+    p->peak = now.peak;
+    p->idle_ttl_ms = l->idle_ttl_ns / 1000000ull;
+    return 0;
+}
+
+void sl_rl__result(const sl_rl__plan_t *p, bool allowed, uint64_t bucket_u, uint64_t quota_used,
+                   sl_rl_result_t *out) {
+    memset(out, 0, sizeof *out);
+    out->allowed = allowed;
+    sl_rl_policy_t *pb = &out->policies[0];
+    pb->name = p->class_name;
+    pb->quota = p->burst;
+    pb->window_s = p->window_s;
+    pb->remaining = bucket_u / TOK;
+    pb->reset_s = secs_until(bucket_u, p->cap_u, p->rate_u);
+    out->n_policies = 1;
+    if (p->use_quota) {
+        sl_rl_policy_t *pq = &out->policies[1];
+        pq->name = SL_RL_DAILY_POLICY;
+        pq->quota = p->quota;
+        pq->window_s = DAY_S;
+        pq->remaining = quota_used < p->quota ? p->quota - quota_used : 0;
+        pq->reset_s = p->day_reset_s;
+        out->n_policies = 2;
+    }
+    if (!allowed) {
+        /* A deny spends nothing, so the state after it tells which limit refused. */
+        bool bucket_ok = bucket_u >= p->cost_u;
+        bool quota_ok =
+            !p->use_quota || (quota_used <= p->quota && p->quota - quota_used >= p->cost);
+        uint32_t ra = 0;
+        if (!bucket_ok) ra = secs_until(bucket_u, p->cost_u, p->rate_u);
+        if (!quota_ok) ra = SL_MAX(ra, p->day_reset_s);
+        out->retry_after_s = SL_MAX(1u, SL_MIN(ra, SL_RL_RETRY_MAX_S));
+    }
+    out->tightest = pick_tightest(out);
+}
+
+static int local_check(void *ctx, const sl_rl_request_t *req, sl_rl_result_t *out) {
+    rl_local_t *l = ctx;
+    sl_rl__plan_t p;
+    int rc = sl_rl__plan(&l->conf, req, &p);
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    rl_now_t now = {.mono = p.mono_ns, .day = p.day, .reset_s = p.day_reset_s, .peak = p.peak};
+    uint16_t kind = p.class_idx;
+
+    uint64_t hb = hash_id(kind, req->key_id, p.key_len);
     rl_shard_t *sb = shard_of(l, hb), *sq = NULL;
     uint64_t hq = 0;
-    if (use_quota) {
-        hq = hash_id(KIND_QUOTA, qid, qlen);
+    if (p.use_quota) {
+        hq = hash_id(KIND_QUOTA, p.quota_id, p.quota_len);
         sq = shard_of(l, hq);
     }
     /* Two shards are locked in address order, so two checks never deadlock. */
@@ -309,61 +383,40 @@ static int local_check(void *ctx, const sl_rl_request_t *req, sl_rl_result_t *ou
     pthread_mutex_lock(&first->mu);
     if (second) pthread_mutex_lock(&second->mu);
 
-    rl_entry_t *b = entry_get(l, sb, hb, kind, req->key_id, klen, &now, NULL);
-    bucket_refill(b, c->rate_u[p], c->cap_u[p], now.mono);
+    rl_entry_t *b = entry_get(l, sb, hb, kind, req->key_id, p.key_len, &now, NULL);
+    bucket_refill(b, p.rate_u, p.cap_u, now.mono);
     entry_touch(sb, b, &now);
     rl_entry_t *q = NULL;
-    if (use_quota) {
-        q = entry_get(l, sq, hq, KIND_QUOTA, qid, qlen, &now, b);
+    if (p.use_quota) {
+        q = entry_get(l, sq, hq, KIND_QUOTA, p.quota_id, p.quota_len, &now, b);
         if (q->day != now.day) {
             q->day = now.day;
             q->val = 0;
         }
         entry_touch(sq, q, &now);
     }
-    bool bucket_ok = b->val >= cost_u;
-    bool quota_ok = !q || (q->val <= t->daily_quota && t->daily_quota - q->val >= cost);
-    out->allowed = bucket_ok && quota_ok;
-    if (out->allowed) {
-        b->val -= cost_u;
-        if (q) q->val += cost;
+    bool bucket_ok = b->val >= p.cost_u;
+    bool quota_ok = !q || (q->val <= p.quota && p.quota - q->val >= p.cost);
+    bool allowed = bucket_ok && quota_ok;
+    if (allowed) {
+        b->val -= p.cost_u;
+        if (q) q->val += p.cost;
         sb->allowed++;
     } else {
         sb->denied++;
     }
-
-    sl_rl_policy_t *pb = &out->policies[0];
-    pb->name = c->name;
-    pb->quota = c->burst[p];
-    pb->window_s = c->window_s[p];
-    pb->remaining = b->val / TOK;
-    pb->reset_s = secs_until(b->val, c->cap_u[p], c->rate_u[p]);
-    out->n_policies = 1;
-    if (q) {
-        sl_rl_policy_t *pq = &out->policies[1];
-        pq->name = SL_RL_DAILY_POLICY;
-        pq->quota = t->daily_quota;
-        pq->window_s = DAY_S;
-        pq->remaining = q->val < t->daily_quota ? t->daily_quota - q->val : 0;
-        pq->reset_s = now.reset_s;
-        out->n_policies = 2;
-    }
-    if (!out->allowed) {
-        uint32_t ra = 0;
-        if (!bucket_ok) ra = secs_until(b->val, cost_u, c->rate_u[p]);
-        if (!quota_ok) ra = SL_MAX(ra, now.reset_s);
-        out->retry_after_s = SL_MAX(1u, SL_MIN(ra, SL_RL_RETRY_MAX_S));
-    }
+    uint64_t bucket_u = b->val, quota_used = q ? q->val : 0;
     if (second) pthread_mutex_unlock(&second->mu);
     pthread_mutex_unlock(&first->mu);
-    out->tightest = pick_tightest(out);
+    sl_rl__result(&p, allowed, bucket_u, quota_used, out);
     return 0;
 }
 
 static void local_sweep(void *ctx) {
     rl_local_t *l = ctx;
     rl_now_t now;
-    now_get(l, &now);
+    uint64_t wall;
+    now_get(&l->conf, &now, &wall);
     for (size_t i = 0; i < l->nshards; i++) {
         rl_shard_t *s = &l->shards[i];
         pthread_mutex_lock(&s->mu);
@@ -452,7 +505,7 @@ static int class_params(rl_class_t *c, int p, double rate, uint32_t burst, size_
     return 0;
 }
 
-static int config_load(rl_local_t *l, const sl_rl_config_t *cfg, sl_buf_t *err) {
+static int config_load(sl_rl__conf_t *l, const sl_rl_config_t *cfg, sl_buf_t *err) {
     if (!cfg->classes || cfg->n_classes == 0 || cfg->n_classes > SL_RL_MAX_CLASSES) {
         if (err)
             sl_buf_printf(err, "rate limits: classes: between 1 and %d route classes",
@@ -513,16 +566,27 @@ static int config_load(rl_local_t *l, const sl_rl_config_t *cfg, sl_buf_t *err) 
     l->peak_start_s = cfg->peak_start_s;
     l->peak_end_s = cfg->peak_end_s;
     l->max_buckets = maxb;
-    l->idle_ttl_ns = (cfg->idle_ttl_ms ? cfg->idle_ttl_ms : 600000) * 1000000ull;
+    l->idle_ttl_ns = (cfg->idle_ttl_ms ? cfg->idle_ttl_ms : SL_RL_IDLE_TTL_MS_DEFAULT) * 1000000ull;
     l->clock = cfg->clock ? cfg->clock : real_clock;
     l->clock_ctx = cfg->clock_ctx;
     return 0;
 }
 
+int sl_rl__conf_new(const sl_rl_config_t *cfg, sl_rl__conf_t **out, sl_buf_t *err) {
+    sl_rl__conf_t *c = sl_calloc(1, sizeof *c);
+    int rc = config_load(c, cfg, err);
+    if (rc) {
+        free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
 int sl_rl_local_new(const sl_rl_config_t *cfg, sl_ratelimiter_t *out, sl_buf_t *err) {
     memset(out, 0, sizeof *out);
     rl_local_t *l = sl_calloc(1, sizeof *l);
-    int rc = config_load(l, cfg, err);
+    int rc = config_load(&l->conf, cfg, err);
     if (rc) {
         free(l);
         return rc;
@@ -531,7 +595,7 @@ int sl_rl_local_new(const sl_rl_config_t *cfg, sl_ratelimiter_t *out, sl_buf_t *
      * counter in one full shard can always evict a third entry. The bound is exact (the shards'
      * capacities add up to at most max_buckets); the LRU order is per shard. */
     size_t n = NSHARDS;
-    while (n > 1 && l->max_buckets / n < 2)
+    while (n > 1 && l->conf.max_buckets / n < 2)
         n /= 2;
     l->nshards = n;
     l->shards = aligned_alloc(64, n * sizeof *l->shards);
@@ -540,7 +604,7 @@ int sl_rl_local_new(const sl_rl_config_t *cfg, sl_ratelimiter_t *out, sl_buf_t *
     for (size_t i = 0; i < n; i++) {
         rl_shard_t *s = &l->shards[i];
         pthread_mutex_init(&s->mu, NULL);
-        s->cap = l->max_buckets / n;
+        s->cap = l->conf.max_buckets / n;
         size_t slots = 16;
         while (slots < s->cap)
             slots <<= 1;
@@ -556,6 +620,20 @@ int sl_rl_local_new(const sl_rl_config_t *cfg, sl_ratelimiter_t *out, sl_buf_t *
         .free = local_free,
     };
     return 0;
+}
+
+int sl_rl_check_async(const sl_ratelimiter_t *rl, uv_loop_t *loop, const sl_rl_request_t *req,
+                      sl_rl_done_cb done, void *arg) {
+    if (rl->check_async) return rl->check_async(rl->ctx, loop, req, done, arg);
+    sl_rl_result_t res;
+    int rc = rl->check(rl->ctx, req, &res);
+    if (rc) return rc;
+    done(0, &res, arg);
+    return 0;
+}
+
+void sl_rl_loop_close(const sl_ratelimiter_t *rl, uv_loop_t *loop) {
+    if (rl->loop_close) rl->loop_close(rl->ctx, loop);
 }
 
 void sl_rl_sweep(const sl_ratelimiter_t *rl) {
@@ -607,8 +685,12 @@ static bool hw_name(hw_t *w, const char *name) {
 
 int sl_rl_format_headers(const sl_rl_result_t *r, sl_rl_headers_t *out) {
     out->policy[0] = out->ratelimit[0] = out->retry_after[0] = '\0';
-    if (r->n_policies == 0 || r->n_policies > SL_RL_MAX_POLICIES || r->tightest >= r->n_policies)
-        return SL_EINVAL;
+    if (r->n_policies == 0) {
+        /* A decision without policies (fail open/closed): only Retry-After applies. */
+        if (!r->allowed) *sl_fmt_u64(out->retry_after, SL_MAX(1u, r->retry_after_s)) = '\0';
+        return 0;
+    }
+    if (r->n_policies > SL_RL_MAX_POLICIES || r->tightest >= r->n_policies) return SL_EINVAL;
     hw_t w = {out->policy, out->policy + sizeof out->policy - 1, true};
     for (uint32_t i = 0; i < r->n_policies; i++) {
         const sl_rl_policy_t *p = &r->policies[i];

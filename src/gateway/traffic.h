@@ -1,7 +1,7 @@
 /* Traffic policies per model for the gateway: a weighted split between versions (95/5), sticky
  * assignment by a hash of a request key (A/B), shadow traffic mirrored to another version, and a
- * header override for testing. A policy set is parsed from the `gateway.traffic` section of the config,
- * is immutable once built, and is swapped by pointer on hot reload (sl_traffic_holder_t).
+ * header override for testing. A policy set is parsed from the `gateway.traffic` section of the
+ * config, is immutable once built, and is swapped by pointer on hot reload (sl_traffic_holder_t).
  *
  * Config (every key but split optional):
  *

@@ -566,6 +566,10 @@ static void test_holder_publish_while_reading(void **state) {
     pthread_t th[4];
     for (int i = 0; i < 4; i++)
         assert_int_equal(pthread_create(&th[i], NULL, reader, &rc), 0);
+    /* The readers must have run on the active table at least once; on a loaded machine the
+     * publishing loop below could otherwise finish before they are scheduled. */
+    for (int spins = 0; atomic_load(&rc.ok) == 0 && spins < 5000; spins++)
+        usleep(1000);
     char err[128];
     for (int i = 0; i < 400; i++) {
         sl_keys_t *t = sl_keys_new_empty();
