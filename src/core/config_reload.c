@@ -35,6 +35,7 @@ struct sl_config_reloader {
     void *arg;
     char *path; /* NULL: built-in defaults, nothing to watch */
     char *dir;
+    const char *base; /* the file's name in dir (points into path) */
     uv_fs_event_t watch;
     uv_timer_t debounce;
     uv_timer_t poll;
@@ -208,7 +209,13 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
                 SL_LF_S("error", uv_strerror(status)));
         uv_fs_event_stop(&r->watch);
         r->watching = false;
+        schedule(r);
+        return;
     }
+    /* Only the file itself, or a Kubernetes ConfigMap swap (..data, ..2024_...): other files in
+     * the directory (a log written next to the config) would keep restarting the debounce and
+     * hold a change back for as long as they are written. */
+    if (filename && strcmp(filename, r->base) != 0 && strncmp(filename, "..", 2) != 0) return;
     schedule(r);
 }
 
@@ -258,6 +265,8 @@ sl_config_reloader_t *sl_config_reloader_start(uv_loop_t *loop, sl_config_t *cur
     char *tmp = sl_strdup(current->path);
     r->dir = sl_strdup(dirname(tmp));
     free(tmp);
+    const char *slash = strrchr(r->path, '/');
+    r->base = slash ? slash + 1 : r->path;
     arm_watch(r);
     r->sig = take_sig(r);
     /* The bytes the running config came from, as far as we can tell now. */

@@ -346,8 +346,8 @@ static void outcomes_start(gw_req_t *q) {
         sl_rl_stats(&q->gw->limiter, &st);
         sl_buf_printf(&b,
                       ",\"limits\":{\"mode\":\"%s\",\"allowed\":%" PRIu64 ",\"denied\":%" PRIu64
-                      ",\"entries\":%" PRIu64 "}",
-                      q->gw->limiter.name, st.allowed, st.denied, st.entries);
+                      ",\"errors\":%" PRIu64 ",\"entries\":%" PRIu64 "}",
+                      q->gw->limiter.name, st.allowed, st.denied, st.errors, st.entries);
     }
     sl_buf_putc(&b, '}');
     gw_respond(q, 200, &b, JSON_TYPE, "ok");
