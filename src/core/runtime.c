@@ -53,6 +53,7 @@ struct sl_loop {
     unsigned n_conns;
     bool draining;
     bool finished;
+    atomic_uint holds; /* sl_loop_hold: work elsewhere that will still answer on this loop */
     char *read_buf;
     uv_timer_t force_timer;
 };
@@ -338,7 +339,23 @@ static void loop_finish(sl_loop_t *l) {
 }
 
 static void loop_maybe_finish(sl_loop_t *l) {
-    if (l->draining && l->n_conns == 0) loop_finish(l);
+    if (l->draining && l->n_conns == 0 && atomic_load(&l->holds) == 0) loop_finish(l);
+}
+
+static void task_maybe_finish(void *arg) {
+    loop_maybe_finish(arg);
+}
+
+void sl_loop_hold(sl_loop_t *loop) {
+    atomic_fetch_add(&loop->holds, 1);
+}
+
+void sl_loop_release(sl_loop_t *loop) {
+    unsigned before = atomic_fetch_sub(&loop->holds, 1);
+    SL_ASSERT(before > 0);
+    /* Always through the queue: the last release often happens inside a posted task. A closed
+     * queue means the loop has finished already. */
+    if (before == 1) sl_loop_post(loop, task_maybe_finish, loop);
 }
 
 static void close_listeners(sl_loop_t *l) {

@@ -128,6 +128,13 @@ sl_loop_t *sl_loop_current(void);
  * idle connections hold no read memory. */
 char *sl_loop_read_buffer(sl_loop_t *loop, size_t *len);
 
+/* Work that another thread does for this loop and that will answer on it (a model execution on
+ * an instance thread): while any hold is taken, a graceful stop does not finish the loop, so
+ * the answer still finds its connection (a forced stop does not wait). Both are safe from any
+ * thread; each hold is released exactly once. */
+void sl_loop_hold(sl_loop_t *loop);
+void sl_loop_release(sl_loop_t *loop);
+
 /* Runs fn(arg) on loop's thread soon; safe from any thread. Returns 0 or SL_ECLOSED if the
  * loop has stopped (fn is then not called). */
 int sl_loop_post(sl_loop_t *loop, void (*fn)(void *arg), void *arg);

@@ -195,11 +195,18 @@ sl_infer_request_t *sl_infer_request_new(sl_loop_t *loop, sl_infer_done_cb done,
     req->done = done;
     req->done_arg = arg;
     req->t_received_ns = sl_now_ns();
+    /* A request that will complete on loop keeps it from finishing a graceful stop until it
+     * is freed, so its answer is never dropped (and its call never leaked) mid-drain. */
+    if (loop && done) {
+        sl_loop_hold(loop);
+        req->holds_loop_ = true;
+    }
     return req;
 }
 
 void sl_infer_request_free(sl_infer_request_t *req) {
     if (!req) return;
+    if (req->holds_loop_) sl_loop_release(req->loop);
     arena_t *a = req->arena_;
     while (a) {
         arena_t *next = a->next;

@@ -137,6 +137,7 @@ struct sl_infer_request {
 
     /* Internal to oip_types.c: the arena and the completion hand-off. */
     struct sl_infer_arena *arena_;
+    bool holds_loop_;
     sl_infer_response_t *resp_;
     sl_infer_error_t err_;
 };
