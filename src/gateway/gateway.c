@@ -213,6 +213,7 @@ static void loop_finish(sl_loop_t *loop, void *arg) {
     if (gw->has_limiter) sl_rl_loop_close(&gw->limiter, sl_loop_uv(loop));
     sl_gw_clients_free(gl->clients);
     gl->clients = NULL;
+    sl_gw_req_cache_free(gl);
     sl_keys_view_release(&gl->keys);
     sl_gw_policy_view_release(&gl->policy);
 }
@@ -366,6 +367,7 @@ static void destroy(void *state) {
         /* Loops that never ran (a failed start) still hold their views and clients. */
         for (unsigned i = 0; i < gw->n_loops; i++) {
             sl_gw_clients_free(gw->loops[i].clients);
+            sl_gw_req_cache_free(&gw->loops[i]);
             sl_keys_view_release(&gw->loops[i].keys);
             sl_gw_policy_view_release(&gw->loops[i].policy);
         }

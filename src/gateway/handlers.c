@@ -30,10 +30,22 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 
 #define COPY(dst, src) copy_str((dst), sizeof(dst), (src))
 
+/* Request contexts are a few KiB: each loop keeps some freed ones for reuse instead of going
+ * through malloc's large-chunk path on every request. */
+#define REQ_CACHE 64
+
 gw_req_t *gw_req_new(sl_gw_t *gw, sl_http_req_t *http, gw_kind_t kind, const char *route_label) {
-    gw_req_t *q = sl_calloc(1, sizeof *q);
+    sl_gw_loop_t *gl = sl_gw_loop_here(gw);
+    gw_req_t *q = gl->req_cache;
+    if (q) {
+        gl->req_cache = q->cache_next;
+        gl->n_req_cache--;
+        memset(q, 0, sizeof *q);
+    } else {
+        q = sl_calloc(1, sizeof *q);
+    }
     q->gw = gw;
-    q->gl = sl_gw_loop_here(gw);
+    q->gl = gl;
     q->http = http;
     q->kind = kind;
     q->route_label = route_label;
@@ -54,8 +66,29 @@ gw_req_t *gw_req_new(sl_gw_t *gw, sl_http_req_t *http, gw_kind_t kind, const cha
     return q;
 }
 
+static void req_release(gw_req_t *q) {
+    sl_gw_loop_t *gl = q->gl;
+    if (!gl->finished && gl->n_req_cache < REQ_CACHE) {
+        q->cache_next = gl->req_cache;
+        gl->req_cache = q;
+        gl->n_req_cache++;
+    } else {
+        free(q);
+    }
+}
+
 static void req_free_cb(uv_handle_t *h) {
-    free(h->data);
+    req_release(h->data);
+}
+
+void sl_gw_req_cache_free(sl_gw_loop_t *gl) {
+    gl->finished = true; /* contexts released from here on (timer closes) are freed at once */
+    while (gl->req_cache) {
+        gw_req_t *q = gl->req_cache;
+        gl->req_cache = q->cache_next;
+        free(q);
+    }
+    gl->n_req_cache = 0;
 }
 
 static void req_free(gw_req_t *q) {
@@ -67,7 +100,7 @@ static void req_free(gw_req_t *q) {
         q->timer.data = q;
         uv_close((uv_handle_t *)&q->timer, req_free_cb);
     } else {
-        free(q);
+        req_release(q);
     }
 }
 
@@ -181,11 +214,6 @@ bool gw_authenticate(gw_req_t *q, unsigned scopes) {
 
 /* ---- rate limits ---- */
 
-typedef struct limit_wait {
-    gw_req_t *q;
-    void (*next)(gw_req_t *q);
-    const char *class;
-} limit_wait_t;
 
 static bool limits_have(const sl_rl_config_t *rl, const char *class, const char *tier,
                         bool *tier_known) {
@@ -201,11 +229,9 @@ static bool limits_have(const sl_rl_config_t *rl, const char *class, const char 
 }
 
 static void limit_done(int status, const sl_rl_result_t *res, void *arg) {
-    limit_wait_t *w = arg;
-    gw_req_t *q = w->q;
-    void (*next)(gw_req_t *) = w->next;
-    const char *class = w->class;
-    free(w);
+    gw_req_t *q = arg;
+    void (*next)(gw_req_t *) = q->limit_next;
+    const char *class = q->limit_class;
     /* A limiter that could not decide (Redis down or slow) says so in its own logs and hands
      * back what its fail-open / fail-closed setting decided. */
     if (status != 0) sl_counter_inc(q->gw->m.limiter_errors);
@@ -246,19 +272,15 @@ void gw_limit(gw_req_t *q, const char *class, void (*next)(gw_req_t *q)) {
         .tier = tier_known ? q->tier : NULL,
         .cost = q->cost,
     };
-    limit_wait_t *w = sl_calloc(1, sizeof *w);
-    w->q = q;
-    w->next = next;
-    w->class = class;
-    int rc = sl_rl_check_async(&q->gw->limiter, sl_loop_uv(sl_loop_current()), &rq, limit_done, w);
+    q->limit_next = next;
+    q->limit_class = class;
+    int rc = sl_rl_check_async(&q->gw->limiter, sl_loop_uv(sl_loop_current()), &rq, limit_done, q);
     if (rc == SL_ERANGE) {
         /* The cost can never pass: a batch bigger than the bucket. Nothing was decided. */
-        free(w);
         gw_respond_error(q, 400,
                          "the request's rows exceed this key's burst limit; send fewer rows",
                          "bad_request");
     } else if (rc != 0) {
-        free(w);
         sl_counter_inc(q->gw->m.limiter_errors);
         gw_respond_error(q, 503, "rate limiter unavailable; retry later", "limiter_error");
     }

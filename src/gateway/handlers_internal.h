@@ -38,6 +38,9 @@ typedef struct gw_req {
     sl_infer_request_t *ireq;
     sl_pipeline_input_t pin;
     uint32_t cost;
+    void (*limit_next)(struct gw_req *q); /* the step after the rate limit */
+    const char *limit_class;
+    struct gw_req *cache_next; /* in the loop's cache of free contexts */
     sl_buf_t msg; /* the upstream request message */
     const char *method;
     uint64_t t0_ns, up_start_ns, up_ns;
