@@ -402,3 +402,11 @@ void sl_yaml_check_keys(sl_yaml_errors_t *e, const sl_yaml_node_t *map, const ch
         }
     }
 }
+
+bool sl_yaml_want(sl_yaml_errors_t *e, const sl_yaml_node_t *n, sl_yaml_kind_t kind,
+                  const char *what) {
+    if (n->kind == kind) return true;
+    sl_yaml_error(e, n, SL_EINVAL, "%s must be %s, not %s", what, sl_yaml_kind_name(kind),
+                  sl_yaml_kind_name(n->kind));
+    return false;
+}

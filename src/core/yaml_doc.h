@@ -86,6 +86,10 @@ void sl_yaml_error(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, co
     __attribute__((format(printf, 4, 5)));
 void sl_yaml_verror(sl_yaml_errors_t *e, const sl_yaml_node_t *at, int status, const char *fmt,
                     va_list ap);
+/* True when n is of kind; else reports (SL_EINVAL) "<what> must be <kind>, not <kind>" and
+ * returns false. */
+bool sl_yaml_want(sl_yaml_errors_t *e, const sl_yaml_node_t *n, sl_yaml_kind_t kind,
+                  const char *what);
 /* Reports (SL_EINVAL) every key of map not in allowed (NULL-terminated), suggesting the
  * closest allowed key when it is a likely typo, else listing them; where ("dynamic_batching")
  * may be "" at the top level. */

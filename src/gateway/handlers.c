@@ -214,7 +214,6 @@ bool gw_authenticate(gw_req_t *q, unsigned scopes) {
 
 /* ---- rate limits ---- */
 
-
 static bool limits_have(const sl_rl_config_t *rl, const char *class, const char *tier,
                         bool *tier_known) {
     bool class_known = false;

@@ -41,7 +41,7 @@ typedef struct gw_req {
     void (*limit_next)(struct gw_req *q); /* the step after the rate limit */
     const char *limit_class;
     struct gw_req *cache_next; /* in the loop's cache of free contexts */
-    sl_buf_t msg; /* the upstream request message */
+    sl_buf_t msg;              /* the upstream request message */
     const char *method;
     uint64_t t0_ns, up_start_ns, up_ns;
     sl_rl_headers_t rlh;

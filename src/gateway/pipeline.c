@@ -1,6 +1,7 @@
 /* Pipelines (see pipeline.h): the config parser with file:line errors, the field index the codec
  * looks request keys up in, and the accessors. The request decoder and response encoder are in
  * pipeline_codec.c. */
+#include "gateway/names.h"
 #include "gateway/pipeline_internal.h"
 
 #include <inttypes.h>
@@ -28,33 +29,6 @@ static void perr(pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...) {
     va_end(ap);
 }
 
-static bool want_kind(pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
-    if (n->kind == kind) return true;
-    perr(c, n, "%s must be %s, not %s", what, sl_yaml_kind_name(kind), sl_yaml_kind_name(n->kind));
-    return false;
-}
-
-static bool is_alnum(char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-}
-
-/* Model, pipeline and field names: [A-Za-z0-9_.-], 1..SL_PIPELINE_NAME_MAX bytes. Model and
- * pipeline names also may not start with '.' (they end up in paths and URLs). */
-static bool name_ok(const char *s, size_t n, bool no_dot_start) {
-    if (n == 0 || n > SL_PIPELINE_NAME_MAX || (no_dot_start && s[0] == '.')) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-') return false;
-    return true;
-}
-
-/* Versions are semver-like, as in the traffic policies: [A-Za-z0-9.+-], starting alphanumeric. */
-static bool version_ok(const char *s, size_t n) {
-    if (n == 0 || n > SL_PIPELINE_VERSION_MAX || !is_alnum(s[0])) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '+' && s[i] != '-') return false;
-    return true;
-}
-
 /* Tensor names are the model's (ONNX allows ':' and '/'), so any printable bytes will do. */
 static bool tensor_name_ok(const char *s, size_t n) {
     if (n == 0 || n > SL_PIPELINE_TENSOR_MAX) return false;
@@ -76,7 +50,7 @@ static const sl_yaml_node_t *get_scalar(pc_t *c, const sl_yaml_node_t *map, cons
     }
     char what[96];
     snprintf(what, sizeof what, "'%s' of %s", key, where);
-    return want_kind(c, v, SL_YAML_SCALAR, what) ? v : NULL;
+    return sl_yaml_want(c->e, v, SL_YAML_SCALAR, what) ? v : NULL;
 }
 
 static bool dtype_allowed(sluice_dtype_t t) {
@@ -89,8 +63,8 @@ static bool dtype_allowed(sluice_dtype_t t) {
 static void add_field(pc_t *c, const sl_yaml_node_t *at, int32_t tensor, uint32_t offset,
                       uint32_t length) {
     sl_pipeline_t *p = c->p;
-    if (!want_kind(c, at, SL_YAML_SCALAR, "a field name")) return;
-    if (!name_ok(at->value, at->len, false)) {
+    if (!sl_yaml_want(c->e, at, SL_YAML_SCALAR, "a field name")) return;
+    if (!sl_gw_name_ok(at->value, at->len, SL_PIPELINE_NAME_MAX, false)) {
         perr(c, at,
              "field name '%.64s' is not valid (letters, digits, '_', '.', '-'; at most %d bytes)",
              at->value, SL_PIPELINE_NAME_MAX);
@@ -126,7 +100,7 @@ static void add_field(pc_t *c, const sl_yaml_node_t *at, int32_t tensor, uint32_
 static void parse_input(pc_t *c, const sl_yaml_node_t *m, size_t i, sl_pipeline__model_step_t *s) {
     char where[48];
     snprintf(where, sizeof where, "inputs[%zu]", i);
-    if (!want_kind(c, m, SL_YAML_MAP, where)) return;
+    if (!sl_yaml_want(c->e, m, SL_YAML_MAP, where)) return;
     static const char *const keys[] = {"tensor", "datatype", "fields", "field", "length", NULL};
     sl_yaml_check_keys(c->e, m, keys, where);
     sl_pipeline__tensor_t *t = &s->inputs[i];
@@ -162,7 +136,7 @@ static void parse_input(pc_t *c, const sl_yaml_node_t *m, size_t i, sl_pipeline_
     }
     if (fields) {
         if (length) perr(c, length, "'length' of %s goes with 'field', not 'fields'", where);
-        if (!want_kind(c, fields, SL_YAML_SEQ, "fields")) return;
+        if (!sl_yaml_want(c->e, fields, SL_YAML_SEQ, "fields")) return;
         if (fields->n == 0 || fields->n > SL_PIPELINE_MAX_FIELDS) {
             perr(c, fields, "'fields' of %s lists %zu fields (1 to %d)", where, fields->n,
                  SL_PIPELINE_MAX_FIELDS);
@@ -196,7 +170,7 @@ static void parse_inputs(pc_t *c, const sl_yaml_node_t *m, sl_pipeline__model_st
              c->p->name);
         return;
     }
-    if (!want_kind(c, seq, SL_YAML_SEQ, "inputs")) return;
+    if (!sl_yaml_want(c->e, seq, SL_YAML_SEQ, "inputs")) return;
     if (seq->n == 0 || seq->n > SL_PIPELINE_MAX_TENSORS) {
         perr(c, seq, "pipeline '%s' has %zu inputs (1 to %d)", c->p->name, seq->n,
              SL_PIPELINE_MAX_TENSORS);
@@ -210,7 +184,7 @@ static void parse_inputs(pc_t *c, const sl_yaml_node_t *m, sl_pipeline__model_st
 
 static void parse_extra(pc_t *c, const sl_yaml_node_t *seq) {
     if (!seq || sl_yaml_is_null(seq)) return;
-    if (!want_kind(c, seq, SL_YAML_SEQ, "extra_fields")) return;
+    if (!sl_yaml_want(c->e, seq, SL_YAML_SEQ, "extra_fields")) return;
     if (seq->n > SL_PIPELINE_MAX_FIELDS) {
         perr(c, seq, "extra_fields lists %zu fields (at most %d)", seq->n, SL_PIPELINE_MAX_FIELDS);
         return;
@@ -222,14 +196,14 @@ static void parse_extra(pc_t *c, const sl_yaml_node_t *seq) {
 static void parse_output(pc_t *c, const sl_yaml_node_t *m, size_t i, sl_pipeline__model_step_t *s) {
     char where[48];
     snprintf(where, sizeof where, "outputs[%zu]", i);
-    if (!want_kind(c, m, SL_YAML_MAP, where)) return;
+    if (!sl_yaml_want(c->e, m, SL_YAML_MAP, where)) return;
     static const char *const keys[] = {"field", "tensor", "index", NULL};
     sl_yaml_check_keys(c->e, m, keys, where);
     sl_pipeline__output_t *o = &s->outputs[s->n_outputs];
     o->index = -1;
     bool ok = true;
     const sl_yaml_node_t *f = get_scalar(c, m, "field", where, true);
-    if (f && !name_ok(f->value, f->len, false)) {
+    if (f && !sl_gw_name_ok(f->value, f->len, SL_PIPELINE_NAME_MAX, false)) {
         perr(c, f,
              "output field name '%.64s' is not valid (letters, digits, '_', '.', '-'; at most %d "
              "bytes)",
@@ -270,7 +244,7 @@ static void parse_outputs(pc_t *c, const sl_yaml_node_t *m, sl_pipeline__model_s
              c->p->name);
         return;
     }
-    if (!want_kind(c, seq, SL_YAML_SEQ, "outputs")) return;
+    if (!sl_yaml_want(c->e, seq, SL_YAML_SEQ, "outputs")) return;
     if (seq->n == 0 || seq->n > SL_PIPELINE_MAX_TENSORS) {
         perr(c, seq, "pipeline '%s' has %zu outputs (1 to %d)", c->p->name, seq->n,
              SL_PIPELINE_MAX_TENSORS);
@@ -288,7 +262,7 @@ static void parse_model_step(pc_t *c, const sl_yaml_node_t *m, sl_pipeline__mode
     snprintf(where, sizeof where, "pipeline '%s'", c->p->name);
     const sl_yaml_node_t *v = get_scalar(c, m, "model", where, true);
     if (v) {
-        if (!name_ok(v->value, v->len, true)) {
+        if (!sl_gw_name_ok(v->value, v->len, SL_PIPELINE_NAME_MAX, true)) {
             perr(c, v,
                  "'%.64s' is not a model name (letters, digits, '_', '.', '-', not starting with "
                  "'.'; at most %d bytes)",
@@ -298,7 +272,7 @@ static void parse_model_step(pc_t *c, const sl_yaml_node_t *m, sl_pipeline__mode
         }
     }
     if ((v = get_scalar(c, m, "version", where, false)) && v->len > 0) {
-        if (!version_ok(v->value, v->len)) {
+        if (!sl_gw_version_ok(v->value, v->len, SL_PIPELINE_VERSION_MAX)) {
             perr(c, v,
                  "version '%.64s' of %s is not a version name (letters, digits, '.', '+', '-'; at "
                  "most %d bytes)",
@@ -360,7 +334,7 @@ int sl_pipeline_parse(sl_yaml_errors_t *e, const char *name, const sl_yaml_node_
     p->n_steps = 1;
     p->steps[0].kind = SL_PIPELINE_STEP_MODEL;
     pc_t c = {.e = e, .p = p};
-    if (!name_ok(p->name, strlen(p->name), true)) {
+    if (!sl_gw_name_ok(p->name, strlen(p->name), SL_PIPELINE_NAME_MAX, true)) {
         perr(&c, node,
              "'%.64s' is not a pipeline name (letters, digits, '_', '.', '-', not starting with "
              "'.'; at most %d bytes)",
@@ -370,7 +344,7 @@ int sl_pipeline_parse(sl_yaml_errors_t *e, const char *name, const sl_yaml_node_
     snprintf(what, sizeof what, "pipeline '%.64s'", p->name);
     if (!node) {
         perr(&c, NULL, "%s has no definition", what);
-    } else if (want_kind(&c, node, SL_YAML_MAP, what)) {
+    } else if (sl_yaml_want(c.e, node, SL_YAML_MAP, what)) {
         /* fallback, fault and upstream are the policy parser's: it reads them from the same
          * mapping. */
         static const char *const keys[] = {"model",   "version",      "inputs",

@@ -541,30 +541,6 @@ bad:
     return upstream(err, "pipeline '%s': BYTES output '%.64s' is malformed", p->name, tensor);
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Non-finite values have no JSON spelling: null. */
 static void put_float(sl_buf_t *out, double v, bool fp32) {
     if (!isfinite(v)) {
@@ -621,7 +597,7 @@ static void put_element(sl_buf_t *out, const out_tensor_t *ot, uint64_t i) {
         sl_buf_put_i64(out, v.i64);
         break;
     case SLUICE_DT_FP16:
-        put_float(out, half_to_float(v.u16), true);
+        put_float(out, sl_half_to_float(v.u16), true);
         break;
     case SLUICE_DT_BF16: {
         uint32_t bits = (uint32_t)v.u16 << 16;

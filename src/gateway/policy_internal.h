@@ -70,8 +70,6 @@ bool sl_gw__expand(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *what, si
  * same, not starting with '.'. */
 bool sl_gw__name_ok(const char *s, size_t n, size_t max);
 bool sl_gw__model_ok(const char *s, size_t n);
-/* Whether a is a valid "host:port" (DNS name or IPv4, or "[v6]:port"), as upstream.h wants. */
-bool sl_gw__addr_ok(const char *a);
 
 /* Section parsers, filling p. */
 void sl_gw__parse_upstreams(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *default_endpoint,

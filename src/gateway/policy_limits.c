@@ -171,18 +171,6 @@ static void parse_tiers(sl_gw__pc_t *c, const sl_yaml_node_t *n, sl_rl_config_t 
     }
 }
 
-/* Splits "host:port" / "[v6]:port" (already checked by sl_gw__addr_ok). */
-static void split_addr(const char *a, sl_rl_redis_opts_t *r) {
-    const char *colon = strrchr(a, ':');
-    const char *h = a, *he = colon;
-    if (*h == '[') {
-        h++;
-        he--;
-    }
-    r->host = sl_strndup(h, (size_t)(he - h));
-    r->port = (uint16_t)strtoul(colon + 1, NULL, 10);
-}
-
 static void parse_redis(sl_gw__pc_t *c, const sl_yaml_node_t *n, sl_rl_redis_opts_t *r) {
     if (!sl_gw__want(c, n, SL_YAML_MAP, "limits.redis")) return;
     static const char *const keys[] = {"address", "password", "key_prefix",
@@ -193,12 +181,16 @@ static void parse_redis(sl_gw__pc_t *c, const sl_yaml_node_t *n, sl_rl_redis_opt
     if (!(v = sl_yaml_map_get(n, "address"))) {
         sl_gw__err(c, n, "limits.redis needs an address (e.g. address: \"127.0.0.1:6379\")");
     } else if (sl_gw__expand(c, v, "limits.redis.address", SL_UPSTREAM_ADDR_MAX, &b)) {
-        if (b.len && sl_gw__addr_ok(b.data))
-            split_addr(b.data, r);
-        else
+        char host[SL_UPSTREAM_ADDR_MAX];
+        uint16_t port;
+        if (b.len && sl_upstream_addr_split(b.data, host, sizeof host, &port)) {
+            r->host = sl_strdup(host);
+            r->port = port;
+        } else {
             sl_gw__err(c, v,
                        "limits.redis.address must be host:port (a DNS name, IPv4 or [IPv6], "
                        "port 1..65535)");
+        }
     }
     sl_buf_reset(&b);
     sl_buf_puts(&b, "");

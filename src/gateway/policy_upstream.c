@@ -169,7 +169,8 @@ static void parse_endpoints(up_ctx_t *u, const sl_yaml_node_t *n, sl_gw_upstream
     size_t k = 0;
     for (size_t i = 0; i < n->n; i++) {
         const sl_yaml_node_t *e = n->items[i];
-        if (e->kind != SL_YAML_SCALAR || strlen(e->value) != e->len || !sl_gw__addr_ok(e->value)) {
+        if (e->kind != SL_YAML_SCALAR || strlen(e->value) != e->len ||
+            !sl_upstream_addr_ok(e->value)) {
             sl_gw__err(u->c, e,
                        "%s: '%.64s' is not host:port (a DNS name, IPv4 or [IPv6], port 1..65535)",
                        path(u, "endpoints"), e->kind == SL_YAML_SCALAR ? e->value : "");
@@ -263,7 +264,7 @@ void sl_gw__parse_upstreams(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char 
                             sl_gw_policy_t *p) {
     if (!n || sl_yaml_is_null(n)) {
         if (!default_endpoint) return; /* no pool at all: routes cannot name one */
-        if (!sl_gw__addr_ok(default_endpoint)) {
+        if (!sl_upstream_addr_ok(default_endpoint)) {
             /* A caller bug or a bad inference port setting; say so rather than assert. */
             sl_buf_printf(c->err, "%s: the default inference endpoint '%.64s' is not host:port\n",
                           c->ye.file, default_endpoint);

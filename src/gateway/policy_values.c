@@ -2,6 +2,7 @@
  * "15s", "2m"), sizes ("64MiB"), plain numbers, two-decimal percents, names, addresses and the
  * main config's ${} references, each failing with a "file:line: message" naming the key. The
  * syntaxes match core/config_options.c's, whose parsers are not exported. */
+#include "gateway/names.h"
 #include "gateway/policy_internal.h"
 
 #include <ctype.h>
@@ -26,10 +27,7 @@ void sl_gw__err(sl_gw__pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...) 
 }
 
 bool sl_gw__want(sl_gw__pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
-    if (n->kind == kind) return true;
-    sl_gw__err(c, n, "%s must be %s, not %s", what, sl_yaml_kind_name(kind),
-               sl_yaml_kind_name(n->kind));
-    return false;
+    return sl_yaml_want(&c->ye, n, kind, what);
 }
 
 bool sl_gw__want_map(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *what) {
@@ -360,38 +358,9 @@ bool sl_gw__expand(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *what, si
 /* ---- names and addresses ------------------------------------------------------------------- */
 
 bool sl_gw__name_ok(const char *s, size_t n, size_t max) {
-    if (n == 0 || n > max || strlen(s) != n) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
-            return false;
-    return true;
+    return strlen(s) == n && sl_gw_name_ok(s, n, max, false);
 }
 
 bool sl_gw__model_ok(const char *s, size_t n) {
-    return sl_gw__name_ok(s, n, SL_GW_MODEL_MAX) && s[0] != '.';
-}
-
-bool sl_gw__addr_ok(const char *a) {
-    size_t len = strlen(a);
-    if (len == 0 || len >= SL_UPSTREAM_ADDR_MAX) return false;
-    const char *colon = strrchr(a, ':');
-    if (!colon || colon == a) return false;
-    const char *h = a, *he = colon;
-    if (*h == '[') {
-        if (he[-1] != ']' || he - h < 3) return false;
-        for (const char *q = h + 1; q < he - 1; q++)
-            if (!isxdigit((unsigned char)*q) && *q != ':' && *q != '.') return false;
-    } else {
-        for (const char *q = h; q < he; q++)
-            if (!isalnum((unsigned char)*q) && *q != '.' && *q != '-' && *q != '_') return false;
-    }
-    const char *port = colon + 1;
-    size_t pl = strlen(port);
-    if (pl == 0 || pl > 5) return false;
-    unsigned v = 0;
-    for (const char *q = port; *q; q++) {
-        if (*q < '0' || *q > '9') return false;
-        v = v * 10 + (unsigned)(*q - '0');
-    }
-    return v >= 1 && v <= 65535;
+    return strlen(s) == n && sl_gw_name_ok(s, n, SL_GW_MODEL_MAX, true);
 }

@@ -38,33 +38,13 @@ void sl_gw_clients_free(sl_gw_clients_t *c) {
     free(c);
 }
 
-/* Splits "host:port" or "[v6]:port" (validated by the pool already). */
-static bool split_addr(const char *addr, char *host, size_t cap, uint16_t *port) {
-    const char *colon = strrchr(addr, ':');
-    if (!colon) return false;
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= cap) return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    unsigned long p = strtoul(colon + 1, &end, 10);
-    if (*end || p == 0 || p > 65535) return false;
-    *port = (uint16_t)p;
-    return true;
-}
-
 static sl_grpc_client_t *client_for(sl_gw_clients_t *c, const char *addr) {
     for (size_t i = 0; i < c->n; i++) {
         if (strcmp(c->slots[i].addr, addr) == 0) return c->slots[i].client;
     }
     char host[SL_UPSTREAM_ADDR_MAX];
     uint16_t port;
-    if (!split_addr(addr, host, sizeof host, &port)) return NULL;
+    if (!sl_upstream_addr_split(addr, host, sizeof host, &port)) return NULL;
     if (c->n == c->cap) {
         c->cap = c->cap ? 2 * c->cap : 8;
         c->slots = sl_realloc(c->slots, c->cap * sizeof *c->slots);

@@ -2,6 +2,7 @@
 #include "gateway/resolve.h"
 
 #include "core/common.h"
+#include "gateway/upstream.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -10,23 +11,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* Splits "host:port" / "[v6]:port" into host (without brackets) and the port text. */
-static bool split(const char *ep, char *host, size_t cap, const char **port) {
-    const char *colon = strrchr(ep, ':');
-    if (!colon) return false;
-    const char *h = ep;
-    size_t hl = (size_t)(colon - ep);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= cap) return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = colon + 1;
-    return true;
-}
-
 static bool numeric(const char *host) {
     unsigned char tmp[sizeof(struct in6_addr)];
     return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
@@ -34,9 +18,10 @@ static bool numeric(const char *host) {
 
 bool sl_gw_endpoints_need_dns(const char *const *endpoints, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        char host[256];
-        const char *port;
-        if (split(endpoints[i], host, sizeof host, &port) && !numeric(host)) return true;
+        char host[SL_UPSTREAM_ADDR_MAX];
+        uint16_t port;
+        if (sl_upstream_addr_split(endpoints[i], host, sizeof host, &port) && !numeric(host))
+            return true;
     }
     return false;
 }
@@ -55,9 +40,10 @@ int sl_gw_resolve_endpoints(const char *const *endpoints, size_t n, size_t max, 
     *out = NULL;
     *n_out = 0;
     for (size_t i = 0; i < n; i++) {
-        char host[256];
-        const char *port;
-        if (!split(endpoints[i], host, sizeof host, &port)) continue; /* validated by the pool */
+        char host[SL_UPSTREAM_ADDR_MAX], port[8];
+        uint16_t port_no;
+        if (!sl_upstream_addr_split(endpoints[i], host, sizeof host, &port_no)) continue;
+        snprintf(port, sizeof port, "%u", (unsigned)port_no);
         if (numeric(host)) {
             add(out, n_out, max, endpoints[i]);
             continue;

@@ -2,6 +2,7 @@
  * immutable reference-counted policy set, the lock-free version pick (sticky hash, weighted
  * draw, shadow draw, override) and the holder that swaps sets on hot reload. */
 #include "gateway/traffic.h"
+#include "gateway/names.h"
 
 #include "core/log.h"
 #include "core/snapshot.h"
@@ -214,30 +215,8 @@ static void perr(pc_t *c, const sl_yaml_node_t *at, const char *fmt, ...) {
     va_end(ap);
 }
 
-static bool want_kind(pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
-    if (n->kind == kind) return true;
-    perr(c, n, "%s must be %s, not %s", what, sl_yaml_kind_name(kind), sl_yaml_kind_name(n->kind));
-    return false;
-}
-
 static bool is_alnum(char ch) {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-}
-
-/* Model names follow the repository's rule: [A-Za-z0-9_.-], not starting with '.'. */
-static bool model_name_ok(const char *s, size_t n) {
-    if (n == 0 || n > SL_TRAFFIC_MODEL_MAX || s[0] == '.') return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-') return false;
-    return true;
-}
-
-/* Versions are semver-like: [A-Za-z0-9.+-], starting with a letter or digit. */
-static bool version_ok(const char *s, size_t n) {
-    if (n == 0 || n > SL_TRAFFIC_VERSION_MAX || !is_alnum(s[0])) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '+' && s[i] != '-') return false;
-    return true;
 }
 
 /* An HTTP header name (an RFC 9110 token, restricted to the characters headers use in practice)
@@ -285,7 +264,7 @@ static bool parse_percent(const sl_yaml_node_t *n, uint32_t *bp) {
 
 static void parse_split(pc_t *c, const sl_yaml_node_t *m, const char *model,
                         sl_traffic_policy_t *p) {
-    if (!want_kind(c, m, SL_YAML_MAP, "split")) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "split")) return;
     if (m->n == 0) {
         perr(c, m, "split of model '%s' names no version", model);
         return;
@@ -300,7 +279,7 @@ static void parse_split(pc_t *c, const sl_yaml_node_t *m, const char *model,
     uint64_t total = 0;
     for (size_t i = 0; i < m->n; i++) {
         const sl_yaml_node_t *k = m->keys[i];
-        if (!version_ok(k->value, k->len)) {
+        if (!sl_gw_version_ok(k->value, k->len, SL_TRAFFIC_VERSION_MAX)) {
             perr(c, k,
                  "version '%.64s' of model '%s' is not a version name (letters, digits, '.', "
                  "'+', '-'; at most %d bytes)",
@@ -342,7 +321,7 @@ static void parse_sticky(pc_t *c, const sl_yaml_node_t *n, sl_traffic_policy_t *
         return;
     }
     bool header = p->sticky_source == SL_TRAFFIC_STICKY_HEADER;
-    if (!want_kind(c, name, SL_YAML_SCALAR, "sticky") ||
+    if (!sl_yaml_want(&c->ye, name, SL_YAML_SCALAR, "sticky") ||
         !key_name_ok(name->value, name->len, header)) {
         if (name->kind == SL_YAML_SCALAR)
             perr(c, name, "sticky %s '%.64s' is not a valid %s name (%s; at most %d bytes)",
@@ -358,7 +337,7 @@ static void parse_sticky(pc_t *c, const sl_yaml_node_t *n, sl_traffic_policy_t *
 static void parse_shadow(pc_t *c, const sl_yaml_node_t *n, const char *model,
                          sl_traffic_policy_t *p) {
     if (sl_yaml_is_null(n)) return;
-    if (!want_kind(c, n, SL_YAML_MAP, "shadow")) return;
+    if (!sl_yaml_want(&c->ye, n, SL_YAML_MAP, "shadow")) return;
     static const char *const keys[] = {"version", "percent", NULL};
     sl_yaml_check_keys(&c->ye, n, keys, "shadow");
     const sl_yaml_node_t *ver = sl_yaml_map_get(n, "version");
@@ -372,8 +351,8 @@ static void parse_shadow(pc_t *c, const sl_yaml_node_t *n, const char *model,
         perr(c, pct, "shadow.percent must be a number from 0 to 100 with at most two decimals");
         return;
     }
-    if (!want_kind(c, ver, SL_YAML_SCALAR, "shadow.version")) return;
-    if (!version_ok(ver->value, ver->len)) {
+    if (!sl_yaml_want(&c->ye, ver, SL_YAML_SCALAR, "shadow.version")) return;
+    if (!sl_gw_version_ok(ver->value, ver->len, SL_TRAFFIC_VERSION_MAX)) {
         perr(c, ver, "shadow version '%.64s' is not a version name", ver->value);
         return;
     }
@@ -395,14 +374,14 @@ static void parse_policy(pc_t *c, const sl_yaml_node_t *key, const sl_yaml_node_
     p->model = sl_strdup(key->value);
     p->line = key->line;
     p->sticky_seed = model_seed((sl_str_t){key->value, key->len});
-    if (!model_name_ok(key->value, key->len)) {
+    if (!sl_gw_name_ok(key->value, key->len, SL_TRAFFIC_MODEL_MAX, true)) {
         perr(c, key,
              "'%.64s' is not a model name (letters, digits, '_', '.', '-', not starting with "
              "'.'; at most %d bytes)",
              key->value, SL_TRAFFIC_MODEL_MAX);
         return;
     }
-    if (!want_kind(c, m, SL_YAML_MAP, "a traffic policy")) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "a traffic policy")) return;
     static const char *const keys[] = {"split", "sticky", "shadow", "override_header", NULL};
     char where[SL_TRAFFIC_MODEL_MAX + 32];
     snprintf(where, sizeof where, "the policy of model '%s'", p->model);
@@ -417,7 +396,7 @@ static void parse_policy(pc_t *c, const sl_yaml_node_t *key, const sl_yaml_node_
     if ((v = sl_yaml_map_get(m, "sticky"))) parse_sticky(c, v, p);
     if ((v = sl_yaml_map_get(m, "shadow"))) parse_shadow(c, v, p->model, p);
     if ((v = sl_yaml_map_get(m, "override_header")) && !sl_yaml_is_null(v)) {
-        if (want_kind(c, v, SL_YAML_SCALAR, "override_header")) {
+        if (sl_yaml_want(&c->ye, v, SL_YAML_SCALAR, "override_header")) {
             if (key_name_ok(v->value, v->len, true))
                 p->override_header = lower_dup(v->value);
             else
@@ -435,7 +414,8 @@ int sl_traffic_set_parse(const char *file, const sl_yaml_node_t *traffic, sl_tra
     *out = NULL;
     pc_t c = {.ye = {.file = file ? file : "config", .out = err, .max = MAX_ERRORS}};
     sl_traffic_set_t *s = sl_traffic_set_empty();
-    if (traffic && !sl_yaml_is_null(traffic) && want_kind(&c, traffic, SL_YAML_MAP, "traffic")) {
+    if (traffic && !sl_yaml_is_null(traffic) &&
+        sl_yaml_want(&c.ye, traffic, SL_YAML_MAP, "traffic")) {
         if (traffic->n > SL_TRAFFIC_MAX_POLICIES) {
             perr(&c, traffic, "traffic has %zu policies (at most %d)", traffic->n,
                  SL_TRAFFIC_MAX_POLICIES);

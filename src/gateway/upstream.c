@@ -153,8 +153,7 @@ void sl_upstream_pool_free(sl_upstream_pool_t *p) {
     free(p);
 }
 
-/* "host:port" with a DNS name or IPv4 host, or "[v6]:port"; port 1..65535. */
-static bool addr_valid(const char *a) {
+bool sl_upstream_addr_ok(const char *a) {
     size_t len = strlen(a);
     if (len == 0 || len >= SL_UPSTREAM_ADDR_MAX) return false;
     const char *colon = strrchr(a, ':');
@@ -179,6 +178,22 @@ static bool addr_valid(const char *a) {
     return v >= 1 && v <= 65535;
 }
 
+bool sl_upstream_addr_split(const char *a, char *host, size_t cap, uint16_t *port) {
+    if (!sl_upstream_addr_ok(a)) return false;
+    const char *colon = strrchr(a, ':');
+    const char *h = a, *he = colon;
+    if (*h == '[') {
+        h++;
+        he--;
+    }
+    size_t n = (size_t)(he - h);
+    if (n >= cap) return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = (uint16_t)strtoul(colon + 1, NULL, 10);
+    return true;
+}
+
 int sl_upstream_pool_set_endpoints(sl_upstream_pool_t *p, const char *const *addrs, size_t n,
                                    sl_buf_t *err) {
     if (n > SL_UPSTREAM_MAX_ENDPOINTS) {
@@ -187,7 +202,7 @@ int sl_upstream_pool_set_endpoints(sl_upstream_pool_t *p, const char *const *add
         return SL_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!addr_valid(addrs[i])) {
+        if (!sl_upstream_addr_ok(addrs[i])) {
             sl_buf_printf(err, "upstream %s: endpoint '%.*s' is not host:port", p->name, 300,
                           addrs[i]);
             return SL_EINVAL;

@@ -155,6 +155,13 @@ sl_retry_decision_t sl_upstream_request_attempt_done(sl_upstream_request_t *req,
  * back unused, e.g. the client went away) and the endpoint references. Thread-safe. */
 void sl_upstream_request_end(sl_upstream_request_t *req);
 
+/* Endpoint addresses: "host:port" with a DNS name or IPv4 host, or "[v6]:port"; port 1..65535.
+ * sl_upstream_addr_ok checks one (the pool, the policy parser and the Redis address use it);
+ * sl_upstream_addr_split splits a valid one into host (brackets removed, NUL-terminated into
+ * host[cap]) and port, returning false when it is not valid or the host does not fit. */
+bool sl_upstream_addr_ok(const char *addr);
+bool sl_upstream_addr_split(const char *addr, char *host, size_t cap, uint16_t *port);
+
 /* The endpoint's "host:port" (borrowed, valid while the endpoint is held). */
 const char *sl_upstream_endpoint_addr(const sl_upstream_endpoint_t *ep);
 

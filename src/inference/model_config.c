@@ -79,16 +79,9 @@ static void perr(pc_t *c, const sl_yaml_node_t *at, int status, const char *fmt,
 
 /* ---- small typed readers; `what` is the key path used in messages ---- */
 
-static bool want_kind(pc_t *c, const sl_yaml_node_t *n, sl_yaml_kind_t kind, const char *what) {
-    if (n->kind == kind) return true;
-    perr(c, n, SL_EINVAL, "%s must be %s, not %s", what, sl_yaml_kind_name(kind),
-         sl_yaml_kind_name(n->kind));
-    return false;
-}
-
 /* A string: a non-empty scalar without control characters, at most max bytes. */
 static bool get_str(pc_t *c, const sl_yaml_node_t *n, const char *what, size_t max, char **out) {
-    if (!want_kind(c, n, SL_YAML_SCALAR, what)) return false;
+    if (!sl_yaml_want(&c->ye, n, SL_YAML_SCALAR, what)) return false;
     if (n->len == 0 || sl_yaml_is_null(n)) {
         perr(c, n, SL_EINVAL, "%s must not be empty", what);
         return false;
@@ -153,7 +146,7 @@ static bool get_bool(pc_t *c, const sl_yaml_node_t *n, const char *what, bool *o
 static void parse_tensors(pc_t *c, const sl_yaml_node_t *seq, const char *what, bool batching,
                           sluice_tensor_desc_t *out, uint32_t *n_out) {
     static const char *const keys[] = {"name", "datatype", "dims", NULL};
-    if (!want_kind(c, seq, SL_YAML_SEQ, what)) return;
+    if (!sl_yaml_want(&c->ye, seq, SL_YAML_SEQ, what)) return;
     if (seq->n == 0) perr(c, seq, SL_EINVAL, "%s must list at least one tensor", what);
     if (seq->n > SL_MODEL_MAX_TENSORS) {
         perr(c, seq, SL_ELIMIT, "%s has %zu tensors, more than the limit of %d", what, seq->n,
@@ -165,7 +158,7 @@ static void parse_tensors(pc_t *c, const sl_yaml_node_t *seq, const char *what, 
     for (size_t i = 0; i < seq->n; i++) {
         const sl_yaml_node_t *t = seq->items[i];
         snprintf(path, sizeof path, "%s[%zu]", what, i);
-        if (!want_kind(c, t, SL_YAML_MAP, path)) continue;
+        if (!sl_yaml_want(&c->ye, t, SL_YAML_MAP, path)) continue;
         sl_yaml_check_keys(&c->ye, t, keys, path);
         sluice_tensor_desc_t *d = &out[(*n_out)++];
         const sl_yaml_node_t *v;
@@ -188,7 +181,7 @@ static void parse_tensors(pc_t *c, const sl_yaml_node_t *seq, const char *what, 
         snprintf(field, sizeof field, "%s.datatype", path);
         if (!(v = sl_yaml_map_get(t, "datatype"))) {
             perr(c, t, SL_EINVAL, "%s is required", field);
-        } else if (want_kind(c, v, SL_YAML_SCALAR, field)) {
+        } else if (sl_yaml_want(&c->ye, v, SL_YAML_SCALAR, field)) {
             d->dtype = sl_dtype_from_config(v->value);
             if (d->dtype == SLUICE_DT_INVALID) {
                 perr(c, v, SL_EINVAL,
@@ -200,7 +193,7 @@ static void parse_tensors(pc_t *c, const sl_yaml_node_t *seq, const char *what, 
         snprintf(field, sizeof field, "%s.dims", path);
         if (!(v = sl_yaml_map_get(t, "dims"))) {
             perr(c, t, SL_EINVAL, "%s is required", field);
-        } else if (want_kind(c, v, SL_YAML_SEQ, field)) {
+        } else if (sl_yaml_want(&c->ye, v, SL_YAML_SEQ, field)) {
             if (v->n > max_dims) {
                 perr(c, v, SL_EINVAL, "%s has %zu dims, at most %" PRIu32 " allowed%s", field, v->n,
                      max_dims, batching ? " (the batch dimension is implicit)" : "");
@@ -224,7 +217,7 @@ static void parse_queue_policy(pc_t *c, const sl_yaml_node_t *m, const char *wha
                                sl_queue_policy_t *p) {
     static const char *const keys[] = {"max_queue_size", "default_timeout_us",
                                        "allow_timeout_override", "timeout_action", NULL};
-    if (!want_kind(c, m, SL_YAML_MAP, what)) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, what)) return;
     sl_yaml_check_keys(&c->ye, m, keys, what);
     char field[128];
     const sl_yaml_node_t *v;
@@ -242,7 +235,7 @@ static void parse_queue_policy(pc_t *c, const sl_yaml_node_t *m, const char *wha
     }
     if ((v = sl_yaml_map_get(m, "timeout_action"))) {
         snprintf(field, sizeof field, "%s.timeout_action", what);
-        if (want_kind(c, v, SL_YAML_SCALAR, field)) {
+        if (sl_yaml_want(&c->ye, v, SL_YAML_SCALAR, field)) {
             if (!strcmp(v->value, "reject") || !strcmp(v->value, "REJECT")) {
                 p->timeout_action = SL_TIMEOUT_REJECT;
             } else if (!strcmp(v->value, "delay") || !strcmp(v->value, "DELAY")) {
@@ -270,7 +263,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
     sl_dynamic_batching_t *db = &cfg->batching;
     if (sl_yaml_is_null(m)) {
         db->enabled = true;
-    } else if (!want_kind(c, m, SL_YAML_MAP, "dynamic_batching")) {
+    } else if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "dynamic_batching")) {
         return;
     }
     db->enabled = true;
@@ -281,7 +274,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
     sl_yaml_check_keys(&c->ye, m, keys, "dynamic_batching");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "preferred_batch_sizes")) &&
-        want_kind(c, v, SL_YAML_SEQ, "dynamic_batching.preferred_batch_sizes")) {
+        sl_yaml_want(&c->ye, v, SL_YAML_SEQ, "dynamic_batching.preferred_batch_sizes")) {
         if (v->n > SL_MODEL_MAX_PREFERRED) {
             perr(c, v, SL_EINVAL,
                  "dynamic_batching.preferred_batch_sizes has %zu entries, at "
@@ -335,7 +328,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
     for (uint32_t l = 0; l <= SL_MODEL_MAX_PRIORITIES; l++)
         db->priority_policy[l] = db->default_policy;
     if ((v = sl_yaml_map_get(m, "priority_queue_policy")) &&
-        want_kind(c, v, SL_YAML_MAP, "dynamic_batching.priority_queue_policy")) {
+        sl_yaml_want(&c->ye, v, SL_YAML_MAP, "dynamic_batching.priority_queue_policy")) {
         if (db->priority_levels == 0 && v->n > 0) {
             perr(c, v, SL_EINVAL,
                  "dynamic_batching.priority_queue_policy needs priority_levels > 0");
@@ -355,7 +348,7 @@ static void parse_batching(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *
 
 static void parse_instances(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg) {
     static const char *const keys[] = {"count", "kind", "threads", NULL};
-    if (!want_kind(c, m, SL_YAML_MAP, "instance_group")) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "instance_group")) return;
     sl_yaml_check_keys(&c->ye, m, keys, "instance_group");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "count"))) {
@@ -365,7 +358,7 @@ static void parse_instances(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t 
         get_u32(c, v, "instance_group.threads", 1, MAX_THREADS, &cfg->instance_threads);
     }
     if ((v = sl_yaml_map_get(m, "kind")) &&
-        want_kind(c, v, SL_YAML_SCALAR, "instance_group.kind")) {
+        sl_yaml_want(&c->ye, v, SL_YAML_SCALAR, "instance_group.kind")) {
         if (!strcmp(v->value, "cpu") || !strcmp(v->value, "KIND_CPU")) {
             cfg->instance_kind = SLUICE_DEVICE_CPU;
         } else if (!strcmp(v->value, "gpu") || !strcmp(v->value, "KIND_GPU")) {
@@ -400,7 +393,7 @@ static int input_index(const sl_model_config_t *cfg, const char *name) {
 
 static void parse_warmup(pc_t *c, const sl_yaml_node_t *seq, sl_model_config_t *cfg) {
     static const char *const keys[] = {"name", "batch_size", "random", "inputs", NULL};
-    if (!want_kind(c, seq, SL_YAML_SEQ, "warmup")) return;
+    if (!sl_yaml_want(&c->ye, seq, SL_YAML_SEQ, "warmup")) return;
     if (seq->n > MAX_WARMUP) {
         perr(c, seq, SL_EINVAL, "warmup has %zu entries, at most %d allowed", seq->n, MAX_WARMUP);
         return;
@@ -410,7 +403,7 @@ static void parse_warmup(pc_t *c, const sl_yaml_node_t *seq, sl_model_config_t *
         const sl_yaml_node_t *w = seq->items[i];
         char path[32], field[160];
         snprintf(path, sizeof path, "warmup[%zu]", i);
-        if (!want_kind(c, w, SL_YAML_MAP, path)) continue;
+        if (!sl_yaml_want(&c->ye, w, SL_YAML_MAP, path)) continue;
         sl_yaml_check_keys(&c->ye, w, keys, path);
         sl_warmup_t *wu = &cfg->warmup[cfg->n_warmup++];
         wu->batch_size = 1;
@@ -435,7 +428,7 @@ static void parse_warmup(pc_t *c, const sl_yaml_node_t *seq, sl_model_config_t *
         }
         if ((v = sl_yaml_map_get(w, "inputs"))) {
             snprintf(field, sizeof field, "%s.inputs", path);
-            if (!want_kind(c, v, SL_YAML_MAP, field)) continue;
+            if (!sl_yaml_want(&c->ye, v, SL_YAML_MAP, field)) continue;
             for (size_t j = 0; j < v->n; j++) {
                 int k = input_index(cfg, v->keys[j]->value);
                 snprintf(field, sizeof field, "%s.inputs.%.64s", path, v->keys[j]->value);
@@ -482,7 +475,7 @@ static void parse_version_policy(pc_t *c, const sl_yaml_node_t *v, sl_model_conf
         get_u32(c, x, "version_policy.latest", 1, SL_MODEL_MAX_VERSIONS, &cfg->latest_n);
     } else if (!strcmp(k->value, "specific")) {
         cfg->version_policy = SL_VERSIONS_SPECIFIC;
-        if (!want_kind(c, x, SL_YAML_SEQ, "version_policy.specific")) return;
+        if (!sl_yaml_want(&c->ye, x, SL_YAML_SEQ, "version_policy.specific")) return;
         if (x->n == 0 || x->n > SL_MODEL_MAX_VERSIONS) {
             perr(c, x, SL_EINVAL, "version_policy.specific must list 1 to %d versions",
                  SL_MODEL_MAX_VERSIONS);
@@ -494,7 +487,7 @@ static void parse_version_policy(pc_t *c, const sl_yaml_node_t *v, sl_model_conf
             char field[64];
             snprintf(field, sizeof field, "version_policy.specific[%zu]", i);
             sl_semver_t sv;
-            if (!want_kind(c, s, SL_YAML_SCALAR, field)) continue;
+            if (!sl_yaml_want(&c->ye, s, SL_YAML_SCALAR, field)) continue;
             if (sl_semver_parse(s->value, &sv) != 0) {
                 perr(c, s, SL_EINVAL, "%s: '%.64s' is not a semantic version (MAJOR.MINOR.PATCH)",
                      field, s->value);
@@ -514,7 +507,7 @@ static void parse_version_policy(pc_t *c, const sl_yaml_node_t *v, sl_model_conf
 
 static void parse_cache(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg) {
     static const char *const keys[] = {"enable", "max_entries", NULL};
-    if (!want_kind(c, m, SL_YAML_MAP, "response_cache")) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "response_cache")) return;
     sl_yaml_check_keys(&c->ye, m, keys, "response_cache");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(m, "enable")))
@@ -525,7 +518,7 @@ static void parse_cache(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg
 }
 
 static void parse_params(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cfg) {
-    if (!want_kind(c, m, SL_YAML_MAP, "parameters")) return;
+    if (!sl_yaml_want(&c->ye, m, SL_YAML_MAP, "parameters")) return;
     if (m->n > SL_MODEL_MAX_PARAMS) {
         perr(c, m, SL_EINVAL, "parameters has %zu entries, at most %d allowed", m->n,
              SL_MODEL_MAX_PARAMS);
@@ -535,7 +528,7 @@ static void parse_params(pc_t *c, const sl_yaml_node_t *m, sl_model_config_t *cf
         char field[96];
         snprintf(field, sizeof field, "parameters.%.64s", m->keys[i]->value);
         const sl_yaml_node_t *v = m->items[i];
-        if (!want_kind(c, v, SL_YAML_SCALAR, field)) continue;
+        if (!sl_yaml_want(&c->ye, v, SL_YAML_SCALAR, field)) continue;
         if (m->keys[i]->len == 0) {
             perr(c, m->keys[i], SL_EINVAL, "parameters: keys must not be empty");
             continue;
@@ -570,7 +563,7 @@ static void parse_root(pc_t *c, const sl_yaml_node_t *root, const char *dir_name
         perr(c, NULL, SL_EINVAL, "the file is empty (backend, inputs and outputs are required)");
         return;
     }
-    if (!want_kind(c, root, SL_YAML_MAP, "the document")) return;
+    if (!sl_yaml_want(&c->ye, root, SL_YAML_MAP, "the document")) return;
     sl_yaml_check_keys(&c->ye, root, keys, "");
     const sl_yaml_node_t *v;
     if ((v = sl_yaml_map_get(root, "name")) && get_str(c, v, "name", MAX_NAME_BYTES, &cfg->name) &&

@@ -26,30 +26,6 @@ static char *put_double(char *p, double v, bool fp32) {
     return p + n;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(mant & 0x400)) {
-                mant <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static void write_bytes_data(const sl_infer_output_t *o, sl_buf_t *out) {
     const uint8_t *p = o->data;
     uint64_t off = 0;
@@ -142,7 +118,7 @@ static void write_data(const sl_infer_output_t *o, sl_buf_t *out) {
         case SLUICE_DT_FP16: {
             uint16_t v;
             memcpy(&v, p, 2);
-            w = put_double(w, half_to_float(v), true);
+            w = put_double(w, sl_half_to_float(v), true);
             break;
         }
         case SLUICE_DT_BF16: {

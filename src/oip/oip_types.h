@@ -50,6 +50,9 @@ sluice_dtype_t sl_dtype_from_config(const char *name);
  * datatype (64-bit integers, floating point, BOOL, BYTES). */
 bool sl_dtype_int_range(sluice_dtype_t t, int64_t *lo, int64_t *hi);
 
+/* An IEEE half (FP16) as a float, exactly (subnormals, infinities and NaN included). */
+float sl_half_to_float(uint16_t h);
+
 /* Element count of dims (1 for ndim 0); -1 if any dim is negative or the product overflows
  * 2^62. */
 int64_t sl_dims_numel(const int64_t *dims, uint32_t ndim);
