@@ -222,3 +222,19 @@ def test_wrong_method_and_unknown_actions(env):
     r = requests.post(env["gw"].url("gateway", "/v1/predict/nope"), data="{}", headers=h,
                       timeout=5)
     assert r.status_code == 404 and "pipeline" in r.json()["error"]
+
+
+def test_dns_endpoints_are_resolved(env):
+    """An endpoint given by DNS name is resolved to the addresses the pool balances over (here
+    `localhost`, which /etc/hosts answers without a network)."""
+    port = env["replica"].port("inference", "grpc")
+    gw = gl.start_gateway(env["dir"] / "gw-dns", env["keys"],
+                          policy={"upstreams": {"inference": {
+                              "endpoints": [f"localhost:{port}"], "resolve_interval": "1s"}}})
+    try:
+        assert gl.infer(gw, env["user"]).status_code == 200
+        eps = [e["address"] for e in gl.outcomes(gw, env["admin"])["upstreams"][0]["endpoints"]]
+        assert f"127.0.0.1:{port}" in eps, eps
+        assert all(not a.startswith("localhost") for a in eps), eps
+    finally:
+        assert gw.stop() == 0
