@@ -20,7 +20,7 @@ const char *const sl_oip_extensions[] = {
 };
 const size_t sl_oip_extensions_n = SL_ARRAY_LEN(sl_oip_extensions);
 
-#define JSON_TYPE    "application/json"
+#define JSON_TYPE "application/json"
 
 /* ---- responses ---- */
 
@@ -407,8 +407,8 @@ static void handle_repository_model(sl_http_req_t *r, void *ctx) {
     char model[SL_OIP_NAME_MAX + 1];
     bool load;
     const char *msg;
-    int status = sl_oip_parse_repository_path(path_rest(r, "/v2/repository/models/"), model, &load,
-                                              &msg);
+    int status =
+        sl_oip_parse_repository_path(path_rest(r, "/v2/repository/models/"), model, &load, &msg);
     if (status) {
         respond_error(r, status, msg);
         return;

@@ -17,46 +17,7 @@
 
 #include <cmocka.h>
 
-#define NS   1000000000ull
-#define HOUR 3600ull
-/* 2024-01-01T00:00:00Z */
-#define DAY0 1704067200ull
-
-typedef struct test_clock {
-    uint64_t wall_ns;
-    uint64_t mono_ns;
-} test_clock_t;
-
-static void clock_cb(void *ctx, uint64_t *wall_ns, uint64_t *mono_ns) {
-    test_clock_t *c = ctx;
-    *wall_ns = __atomic_load_n(&c->wall_ns, __ATOMIC_RELAXED);
-    *mono_ns = __atomic_load_n(&c->mono_ns, __ATOMIC_RELAXED);
-}
-
-static void advance_ms(test_clock_t *c, uint64_t ms) {
-    c->wall_ns += ms * 1000000ull;
-    c->mono_ns += ms * 1000000ull;
-}
-
-/* Sets wall time to `s` seconds after DAY0 (mono moves by the same amount, never back). */
-static void set_wall_s(test_clock_t *c, uint64_t s) {
-    uint64_t to = (DAY0 + s) * NS;
-    SL_ASSERT(to >= c->wall_ns);
-    c->mono_ns += to - c->wall_ns;
-    c->wall_ns = to;
-}
-
-static sl_rl_config_t base_cfg(test_clock_t *clk, const sl_rl_class_t *classes, size_t n) {
-    static const sl_rl_tier_t tiers[] = {{"standard", 1000}, {"enterprise", 10000}, {"free", 0}};
-    clk->wall_ns = (DAY0 + 12 * HOUR) * NS;
-    clk->mono_ns = 1000 * NS;
-    return (sl_rl_config_t){.classes = classes,
-                            .n_classes = n,
-                            .tiers = tiers,
-                            .n_tiers = SL_ARRAY_LEN(tiers),
-                            .clock = clock_cb,
-                            .clock_ctx = clk};
-}
+#include "rl_test_clock.h"
 
 static bool check(sl_ratelimiter_t *rl, const char *key, const char *cls, const char *tier,
                   sl_rl_result_t *res) {
