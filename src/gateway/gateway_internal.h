@@ -29,6 +29,9 @@ typedef struct sl_gw_loop {
     sl_keys_view_t keys;
     sl_gw_policy_view_t policy;
     struct gw_req *req_cache; /* freed request contexts kept for reuse */
+    uint8_t *scratch;         /* bump memory for unpacking one upstream answer at a time */
+    size_t scratch_cap, scratch_used;
+    bool scratch_overflowed; /* an answer did not fit: grow before the next one */
     unsigned n_req_cache;
     bool finished; /* the loop is shutting down: no more caching */
 } sl_gw_loop_t;
@@ -64,7 +67,8 @@ sl_upstream_pool_t *sl_gw_pool_find(sl_gw_t *gw, const char *name);
 /* The calling I/O thread's loop state. */
 sl_gw_loop_t *sl_gw_loop_here(sl_gw_t *gw);
 
-/* Frees the loop's cached request contexts (on the loop's thread, or after it ended). */
+/* Frees the loop's cached request contexts and scratch memory (on the loop's thread, or after
+ * it ended). */
 void sl_gw_req_cache_free(sl_gw_loop_t *gl);
 
 /* Adds the gateway's public routes (/v2/..., /v1/predict/..., /v1/admin/...) to http. */

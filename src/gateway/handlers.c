@@ -83,6 +83,9 @@ static void req_free_cb(uv_handle_t *h) {
 
 void sl_gw_req_cache_free(sl_gw_loop_t *gl) {
     gl->finished = true; /* contexts released from here on (timer closes) are freed at once */
+    free(gl->scratch);
+    gl->scratch = NULL;
+    gl->scratch_cap = 0;
     while (gl->req_cache) {
         gw_req_t *q = gl->req_cache;
         gl->req_cache = q->cache_next;
@@ -395,6 +398,7 @@ static bool serve_fallback(gw_req_t *q) {
 
 struct gw_shadow {
     sl_gw_t *gw;
+    sl_gw_loop_t *gl;
     sl_outcomes_version_t *ov;
     uint64_t t0_ns;
     sl_buf_t msg;
@@ -447,16 +451,51 @@ static void shadow_settle(gw_shadow_t *s) {
     free(s);
 }
 
-static sl_infer_response_t *decode_infer_response(const uint8_t *msg, size_t len,
+/* protobuf-c allocates every field of an unpacked message separately; an answer is unpacked,
+ * converted and dropped within one callback, so it takes bump memory from its loop instead and
+ * gives it all back at once. What does not fit comes from malloc (and the scratch grows for
+ * the next answer, up to SCRATCH_MAX). */
+#define SCRATCH_MIN (16u << 10)
+#define SCRATCH_MAX (1u << 20)
+
+static void *scratch_alloc(void *data, size_t size) {
+    sl_gw_loop_t *gl = data;
+    size_t at = (gl->scratch_used + 15) & ~(size_t)15;
+    if (gl->scratch && at + size <= gl->scratch_cap) {
+        gl->scratch_used = at + size;
+        return gl->scratch + at;
+    }
+    gl->scratch_overflowed = true;
+    return sl_malloc(size ? size : 1);
+}
+
+static void scratch_free(void *data, void *ptr) {
+    sl_gw_loop_t *gl = data;
+    uint8_t *p = ptr;
+    if (p && !(gl->scratch && p >= gl->scratch && p < gl->scratch + gl->scratch_cap)) free(p);
+}
+
+static sl_infer_response_t *decode_infer_response(sl_gw_loop_t *gl, const uint8_t *msg, size_t len,
                                                   sl_infer_error_t *err) {
-    Inference__ModelInferResponse *m = inference__model_infer_response__unpack(NULL, len, msg);
+    if (!gl->scratch || gl->scratch_overflowed) {
+        size_t cap = gl->scratch ? SL_MIN(2 * gl->scratch_cap, SCRATCH_MAX) : SCRATCH_MIN;
+        if (cap != gl->scratch_cap) {
+            free(gl->scratch);
+            gl->scratch = sl_malloc(cap);
+            gl->scratch_cap = cap;
+        }
+        gl->scratch_overflowed = false;
+    }
+    gl->scratch_used = 0;
+    ProtobufCAllocator alloc = {.alloc = scratch_alloc, .free = scratch_free, .allocator_data = gl};
+    Inference__ModelInferResponse *m = inference__model_infer_response__unpack(&alloc, len, msg);
     if (!m) {
         sl_infer_error_set(err, SL_INFER_INTERNAL, "the upstream sent a malformed response");
         return NULL;
     }
     sl_infer_response_t *resp = NULL;
     sl_oip_pb_decode_response(m, &resp, err);
-    inference__model_infer_response__free_unpacked(m, NULL);
+    inference__model_infer_response__free_unpacked(m, &alloc);
     return resp;
 }
 
@@ -465,7 +504,7 @@ static void shadow_done(const sl_gw_call_result_t *r, void *arg) {
     s->shadow_latency_s = (double)(sl_now_ns() - s->t0_ns) / 1e9;
     if (r->code == SL_GRPC_OK) {
         sl_infer_error_t err;
-        s->answer = decode_infer_response(r->resp, r->len, &err);
+        s->answer = decode_infer_response(s->gl, r->resp, r->len, &err);
         s->shadow_ok = s->answer != NULL;
     }
     shadow_settle(s);
@@ -475,6 +514,7 @@ static void shadow_done(const sl_gw_call_result_t *r, void *arg) {
 static void shadow_start(gw_req_t *q, const char *version) {
     gw_shadow_t *s = sl_calloc(1, sizeof *s);
     s->gw = q->gw;
+    s->gl = q->gl;
     s->t0_ns = sl_now_ns();
     s->ov = sl_outcomes_version(q->gw->outcomes, sl_str_c(q->model), sl_str_c(version));
     const char *primary = q->ireq->model_version;
@@ -517,7 +557,7 @@ static void infer_done(const sl_gw_call_result_t *r, void *arg) {
         return;
     }
     sl_infer_error_t err;
-    sl_infer_response_t *resp = decode_infer_response(r->resp, r->len, &err);
+    sl_infer_response_t *resp = decode_infer_response(q->gl, r->resp, r->len, &err);
     /* Outcomes count under the version that answered (the newest, when none was asked for). */
     if (resp && !q->version[0]) COPY(q->version, resp->model_version);
     sl_outcomes_version_t *ov =
