@@ -57,47 +57,47 @@ static const sl_gw_upstream_t *resolve_upstream(sl_gw__pc_t *c, const sl_yaml_no
 
 /* ---- fault ---------------------------------------------------------------------------------- */
 
+/* One fault kind, {percent: P, <second>: V}: checks the keys and parses the share into *bp.
+ * Returns the <second> node for the caller to parse, or NULL when the block is unusable (every
+ * problem reported, with `what.fault.<kind>` in the messages). */
+static const sl_yaml_node_t *fault_kind(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *what,
+                                        const char *kind, const char *second, uint32_t *bp) {
+    char w[WHAT_MAX + 48];
+    snprintf(w, sizeof w, "%s.fault.%s", what, kind);
+    if (!sl_gw__want_map(c, n, w)) return NULL;
+    const char *const keys[] = {"percent", second, NULL};
+    sl_yaml_check_keys(&c->ye, n, keys, w);
+    const sl_yaml_node_t *pct = sl_yaml_map_get(n, "percent");
+    const sl_yaml_node_t *val = sl_yaml_map_get(n, second);
+    if (!pct || !val) sl_gw__err(c, n, "%s needs percent and %s", w, second);
+    snprintf(w, sizeof w, "%s.fault.%s.percent", what, kind);
+    bool ok = pct && sl_gw__percent_bp(c, pct, w, bp);
+    return ok ? val : NULL;
+}
+
 static void parse_fault(sl_gw__pc_t *c, const sl_yaml_node_t *n, const char *what,
                         sl_gw_fault_t *f) {
-    char w[WHAT_MAX + 32];
+    char w[WHAT_MAX + 48];
     snprintf(w, sizeof w, "%s.fault", what);
     if (!sl_gw__want_map(c, n, w)) return;
     static const char *const keys[] = {"delay", "abort", NULL};
     sl_yaml_check_keys(&c->ye, n, keys, w);
     const sl_yaml_node_t *d = sl_yaml_map_get(n, "delay");
     const sl_yaml_node_t *a = sl_yaml_map_get(n, "abort");
-    if (d && (snprintf(w, sizeof w, "%s.fault.delay", what), sl_gw__want_map(c, d, w))) {
-        static const char *const dkeys[] = {"percent", "duration", NULL};
-        sl_yaml_check_keys(&c->ye, d, dkeys, w);
-        const sl_yaml_node_t *pct = sl_yaml_map_get(d, "percent");
-        const sl_yaml_node_t *dur = sl_yaml_map_get(d, "duration");
-        if (!pct || !dur) sl_gw__err(c, d, "%s needs percent and duration", w);
-        uint32_t bp = 0;
-        uint64_t ms = 0;
-        bool ok = pct && dur;
-        snprintf(w, sizeof w, "%s.fault.delay.percent", what);
-        ok = pct && sl_gw__percent_bp(c, pct, w, &bp) && ok;
+    uint32_t bp = 0;
+    const sl_yaml_node_t *v;
+    if (d && (v = fault_kind(c, d, what, "delay", "duration", &bp))) {
+        uint64_t ms;
         snprintf(w, sizeof w, "%s.fault.delay.duration", what);
-        ok = dur && sl_gw__duration(c, dur, w, 1, MS_H, &ms) && ok;
-        if (ok) {
+        if (sl_gw__duration(c, v, w, 1, MS_H, &ms)) {
             f->delay_bp = bp;
             f->delay_ms = ms;
         }
     }
-    if (a && (snprintf(w, sizeof w, "%s.fault.abort", what), sl_gw__want_map(c, a, w))) {
-        static const char *const akeys[] = {"percent", "status", NULL};
-        sl_yaml_check_keys(&c->ye, a, akeys, w);
-        const sl_yaml_node_t *pct = sl_yaml_map_get(a, "percent");
-        const sl_yaml_node_t *st = sl_yaml_map_get(a, "status");
-        if (!pct || !st) sl_gw__err(c, a, "%s needs percent and status", w);
-        uint32_t bp = 0;
-        uint64_t status = 0;
-        bool ok = pct && st;
-        snprintf(w, sizeof w, "%s.fault.abort.percent", what);
-        ok = pct && sl_gw__percent_bp(c, pct, w, &bp) && ok;
+    if (a && (v = fault_kind(c, a, what, "abort", "status", &bp))) {
+        uint64_t status;
         snprintf(w, sizeof w, "%s.fault.abort.status", what);
-        ok = st && sl_gw__uint(c, st, w, 400, 599, &status) && ok;
-        if (ok) {
+        if (sl_gw__uint(c, v, w, 400, 599, &status)) {
             f->abort_bp = bp;
             f->abort_status = (uint32_t)status;
         }
