@@ -164,11 +164,13 @@ static void index_start(gw_req_t *q) {
     bool ready = false;
     if (q->http->body_len) {
         char err[128];
-        cJSON *body = cJSON_ParseWithLength((const char *)q->http->body, q->http->body_len);
-        int rc = body ? sl_json_get_bool(body, "ready", &ready, err, sizeof err) : SL_EPARSE;
+        cJSON *body = NULL;
+        int rc =
+            sl_json_parse((const char *)q->http->body, q->http->body_len, &body, err, sizeof err);
+        if (rc == 0) rc = sl_json_get_bool(body, "ready", &ready, err, sizeof err);
         cJSON_Delete(body);
         if (rc != 0 && rc != SL_ENOENT) {
-            gw_respond_error(q, 400, body ? err : "the body is not valid JSON", "bad_request");
+            gw_respond_error(q, 400, err, "bad_request");
             return;
         }
     }

@@ -238,3 +238,10 @@ def test_dns_endpoints_are_resolved(env):
         assert all(not a.startswith("localhost") for a in eps), eps
     finally:
         assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("body, needle", [(b"{", "JSON"), (b'{"ready": "yes"}', "ready")])
+def test_repository_index_body_is_validated(env, body, needle):
+    r = requests.post(env["gw"].url("gateway", "/v2/repository/index"), data=body,
+                      headers=gl.auth(env["admin"]), timeout=5)
+    assert r.status_code == 400 and needle in r.json()["error"], r.text
